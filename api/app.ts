@@ -1,0 +1,48 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { Scalar } from '@scalar/hono-api-reference';
+import { requestId } from 'hono/request-id';
+import type { Services } from '../core/context.js';
+import { errorBody, handleError } from './errors.js';
+import { accessLog, requireApiKey } from './middleware.js';
+import { registerHealth } from './routes/health.js';
+import { registerIngest } from './routes/ingest.js';
+
+/** The HTTP API. Routes are thin: parse, validate, call a service, shape the answer. */
+export function createApp(services: Services): OpenAPIHono {
+  const app = new OpenAPIHono({
+    // Query and path validation failures answer in the one error shape, naming the field.
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const details = result.error.issues.map((i) => ({ field: i.path.join('.') || null, message: i.message }));
+        const first = details[0];
+        return c.json(
+          errorBody('bad_request', first ? `${first.field ?? 'request'}: ${first.message}` : 'invalid request', details),
+          400,
+        );
+      }
+    },
+  });
+
+  app.use('*', requestId());
+  app.use('*', accessLog(services.log));
+  app.use('*', requireApiKey(services.config.API_KEY));
+
+  registerHealth(app, services);
+  registerIngest(app, services);
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'HR hiring data store',
+      version: '0.1.0',
+      description:
+        'Batch ingest and CSV loads into PostgreSQL, a DuckDB warehouse for analytics, and Avro backups.',
+    },
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'HR hiring data store API' }));
+
+  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => handleError(err, c, services.log));
+  return app;
+}

@@ -1,0 +1,52 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Services } from '../../core/context.js';
+
+const Dependency = z.object({ status: z.enum(['ok', 'down']), latencyMs: z.number().optional(), error: z.string().optional() });
+const HealthSchema = z
+  .object({
+    status: z.enum(['ok', 'degraded']),
+    postgres: Dependency,
+    redis: Dependency,
+    down: z.array(z.string()).optional(),
+  })
+  .openapi('Health');
+
+const route = createRoute({
+  method: 'get',
+  path: '/health',
+  tags: ['operations'],
+  summary: 'Is the service and each dependency up?',
+  responses: {
+    200: { description: 'Everything is up', content: { 'application/json': { schema: HealthSchema } } },
+    503: { description: 'A dependency is down; `down` names it', content: { 'application/json': { schema: HealthSchema } } },
+  },
+});
+
+async function probe(fn: () => Promise<unknown>, timeoutMs = 2_000): Promise<z.infer<typeof Dependency>> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      fn(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { status: 'ok', latencyMs: Math.round(performance.now() - started) };
+  } catch (err) {
+    return { status: 'down', error: (err as Error).message || String(err) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function registerHealth(app: OpenAPIHono, { pool, redis }: Services): void {
+  app.openapi(route, async (c) => {
+    const [postgres, redisState] = await Promise.all([probe(() => pool.query('SELECT 1')), probe(() => redis.ping())]);
+    const down = [postgres.status === 'down' ? 'postgres' : null, redisState.status === 'down' ? 'redis' : null].filter(
+      (d): d is string => d !== null,
+    );
+    if (down.length > 0) return c.json({ status: 'degraded' as const, postgres, redis: redisState, down }, 503);
+    return c.json({ status: 'ok' as const, postgres, redis: redisState }, 200);
+  });
+}

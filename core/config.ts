@@ -1,0 +1,81 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one place that reads the environment. Everything else receives a typed `Config`.
+ * A bad or missing setting stops the start with a message naming it.
+ */
+const urlWithScheme = (name: string, schemes: string[]) =>
+  z
+    .string({ error: `${name} is not set` })
+    .trim()
+    .min(1, `${name} is empty`)
+    .refine((v) => {
+      try {
+        return schemes.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    }, `${name} must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`);
+
+const bytes = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const schema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().default('0.0.0.0'),
+  DATABASE_URL: urlWithScheme('DATABASE_URL', ['postgres:', 'postgresql:']),
+  REDIS_URL: urlWithScheme('REDIS_URL', ['redis:', 'rediss:']),
+  DATA_DIR: z.string().min(1).default('./data'),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'QUEUE_PREFIX may hold letters, digits, _ . - (1-64 chars)')
+    .default('hr'),
+  API_KEY: z
+    .string()
+    .min(16, 'API_KEY must be at least 16 characters')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Largest request body POST /ingest accepts, counted on the stream. */
+  INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
+  /** Connections in the PostgreSQL pool of one process. */
+  PG_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+});
+
+export type Config = Readonly<
+  Omit<z.infer<typeof schema>, 'DATA_DIR'> & {
+    DATA_DIR: string;
+    /** Folders under DATA_DIR, all absolute. */
+    dirs: { landing: string; rejects: string; backups: string; warehouse: string };
+  }
+>;
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const key = String(i.path[0] ?? '');
+        return i.message.includes(key) ? i.message : `${key}: ${i.message}`;
+      }),
+    );
+  }
+  const dataDir = path.resolve(parsed.data.DATA_DIR);
+  return Object.freeze({
+    ...parsed.data,
+    DATA_DIR: dataDir,
+    dirs: {
+      landing: path.join(dataDir, 'landing'),
+      rejects: path.join(dataDir, 'rejects'),
+      backups: path.join(dataDir, 'backups'),
+      warehouse: path.join(dataDir, 'warehouse'),
+    },
+  });
+}

@@ -1,0 +1,13 @@
+import type { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import type { Pool } from './db.js';
+import type { Logger } from './log.js';
+
+/** What the API and the workers are built from; created once per process in main.ts. */
+export interface Services {
+  readonly config: Config;
+  readonly pool: Pool;
+  /** A connection for commands (health checks, queue producers); workers open their own. */
+  readonly redis: Redis;
+  readonly log: Logger;
+}

@@ -1,0 +1,74 @@
+/**
+ * Entry point. `npm start` runs the API and the workers in one process; `--api` or `--worker`
+ * runs one side only, so workers can be scaled out on their own.
+ */
+import { mkdir } from 'node:fs/promises';
+import { serve } from '@hono/node-server';
+import { createApp } from './api/app.js';
+import { ConfigError, loadConfig, type Config } from './core/config.js';
+import type { Services } from './core/context.js';
+import { createPool, ensureDatabase } from './core/db.js';
+import { createLogger } from './core/log.js';
+import { migrate } from './core/migrate.js';
+import { createRedis } from './core/redis.js';
+import { startWorkers, type Workers } from './worker/index.js';
+
+const args = new Set(process.argv.slice(2));
+const runApi = !args.has('--worker');
+const runWorkers = !args.has('--api');
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\nSee the settings table in README.md.\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+
+const log = createLogger(config.LOG_LEVEL, { role: runApi && runWorkers ? 'all' : runApi ? 'api' : 'worker' });
+
+async function main(): Promise<void> {
+  await Promise.all(Object.values(config.dirs).map((d) => mkdir(d, { recursive: true })));
+  await ensureDatabase(config.DATABASE_URL, log);
+  const pool = createPool(config.DATABASE_URL, config.PG_POOL_SIZE);
+  await migrate(pool, log);
+  const redis = createRedis(config.REDIS_URL);
+  await redis.ping();
+  const services: Services = { config, pool, redis, log };
+
+  const workers: Workers | undefined = runWorkers ? await startWorkers(services) : undefined;
+  let server: ReturnType<typeof serve> | undefined;
+  if (runApi) {
+    const app = createApp(services);
+    server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
+      log.info({ port: info.port, host: config.HOST, dataDir: config.DATA_DIR }, `listening on http://localhost:${info.port}`);
+    });
+  }
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (signal: string) => {
+    stopping ??= (async () => {
+      log.info({ signal }, 'shutting down');
+      const force = setTimeout(() => {
+        log.error('shutdown took longer than 30 s; exiting');
+        process.exit(1);
+      }, 30_000);
+      force.unref();
+      if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
+      await workers?.close();
+      await Promise.allSettled([pool.end(), redis.quit()]);
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err }, `start failed: ${(err as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,19 @@
+import type { Services } from '../core/context.js';
+
+export interface Workers {
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the BullMQ workers of this process. Each job kind has its own processor module under
+ * worker/; this is where they are wired to their queues.
+ */
+export async function startWorkers(services: Services): Promise<Workers> {
+  const closers: (() => Promise<void>)[] = [];
+  services.log.info({ queuePrefix: services.config.QUEUE_PREFIX }, 'workers started');
+  return {
+    async close() {
+      await Promise.allSettled(closers.map((c) => c()));
+    },
+  };
+}
