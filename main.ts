@@ -10,6 +10,7 @@ import type { Services } from './core/context.js';
 import { createPool, ensureDatabase } from './core/db.js';
 import { createLogger } from './core/log.js';
 import { migrate } from './core/migrate.js';
+import { createQueues } from './core/queues.js';
 import { createRedis } from './core/redis.js';
 import { startWorkers, type Workers } from './worker/index.js';
 
@@ -37,7 +38,8 @@ async function main(): Promise<void> {
   await migrate(pool, log);
   const redis = createRedis(config.REDIS_URL);
   await redis.ping();
-  const services: Services = { config, pool, redis, log };
+  const queues = createQueues(config, redis);
+  const services: Services = { config, pool, redis, log, queues };
 
   const workers: Workers | undefined = runWorkers ? await startWorkers(services) : undefined;
   let server: ReturnType<typeof serve> | undefined;
@@ -59,6 +61,7 @@ async function main(): Promise<void> {
       force.unref();
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       await workers?.close();
+      await queues.close();
       await Promise.allSettled([pool.end(), redis.quit()]);
       log.info('stopped');
     })();

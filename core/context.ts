@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
 import type { Logger } from './log.js';
+import type { Queues } from './queues.js';
 
 /** What the API and the workers are built from; created once per process in main.ts. */
 export interface Services {
@@ -10,4 +11,6 @@ export interface Services {
   /** A connection for commands (health checks, queue producers); workers open their own. */
   readonly redis: Redis;
   readonly log: Logger;
+  /** BullMQ producers for every queue (see core/queues.ts). */
+  readonly queues: Queues;
 }

@@ -3,6 +3,7 @@ import { CsvError, parse } from 'csv-parse/sync';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { applyBatch, storeRejects, type Reject } from '../../core/apply.js';
 import type { Services } from '../../core/context.js';
+import { requestWarehouseRefresh } from '../../core/queues.js';
 import { CSV_OPTIONS, cleanRaw } from '../../core/csv.js';
 import { BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../core/errors.js';
 import { isHeader, RowBatch, type TableDef } from '../../core/tables.js';
@@ -110,6 +111,12 @@ export function registerIngest(app: OpenAPIHono, services: Services): void {
     const all = rejects.concat(applied.rejects).sort((a, b) => a.position - b.position);
 
     const requestId = c.get('requestId');
+    if (applied.inserted + applied.updated > 0) {
+      await requestWarehouseRefresh(services.queues, `ingest ${table.name}`).catch((err: unknown) =>
+        // The rows are written; a missed request only delays the warehouse until the next one.
+        services.log.warn({ err, requestId }, 'could not request a warehouse refresh'),
+      );
+    }
     if (all.length > 0) {
       await storeRejects(pool, 'ingest', requestId, table.name, all);
       const log = services.log.child({ requestId, table: table.name });

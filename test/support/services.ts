@@ -8,6 +8,7 @@ import type { Services } from '../../core/context.js';
 import { createPool } from '../../core/db.js';
 import { createLogger } from '../../core/log.js';
 import { migrate } from '../../core/migrate.js';
+import { createQueues } from '../../core/queues.js';
 import { createRedis } from '../../core/redis.js';
 
 /** The local servers the suites talk to; override with TEST_PG_URL / TEST_REDIS_URL. */
@@ -70,12 +71,15 @@ export async function createTestServices(env: Record<string, string> = {}): Prom
   await migrate(pool);
   const redis = createRedis(config.REDIS_URL);
   const log = createLogger(config.LOG_LEVEL);
+  const queues = createQueues(config, redis);
   return {
     config,
     pool,
     redis,
     log,
+    queues,
     async cleanup() {
+      await queues.close();
       await pool.end().catch(() => {});
       const keys = await redis.keys(`${queuePrefix}:*`);
       if (keys.length > 0) await redis.del(...keys);
