@@ -1,0 +1,31 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const CHALLENGE_DIR = fileURLToPath(new URL('../../../shared/data/challenge/', import.meta.url));
+
+export async function challengeLines(table: string): Promise<string[]> {
+  const text = await readFile(path.join(CHALLENGE_DIR, `${table}.csv`), 'utf8');
+  return text.split(/\r?\n/).filter((l) => l.length > 0);
+}
+
+/** Splits lines into text/csv bodies of at most `size` lines. */
+export function chunks(lines: string[], size = 1000): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i += size) out.push(lines.slice(i, i + size).join('\n') + '\n');
+  return out;
+}
+
+type Fetcher = { request(input: string, init?: RequestInit): Response | Promise<Response> };
+
+export function postJson(app: Fetcher, url: string, body: unknown, headers: Record<string, string> = {}) {
+  return app.request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+export function postCsv(app: Fetcher, url: string, body: string, headers: Record<string, string> = {}) {
+  return app.request(url, { method: 'POST', headers: { 'content-type': 'text/csv', ...headers }, body });
+}
