@@ -1,0 +1,298 @@
+/**
+ * `hr` — the command line for a running service. A thin caller of the HTTP API: every command
+ * is one or a few requests. Exit codes: 0 ok, 1 refused or failed, 2 usage, 3 service
+ * unreachable or 5xx, 4 rows rejected (with --strict).
+ */
+import { createReadStream, openAsBlob } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CliError, Client, EXIT } from './client.js';
+import { csv, progressLine, ProgressWriter, table } from './format.js';
+
+const TABLES = ['departments', 'jobs', 'hired_employees'];
+
+interface Command {
+  usage: string;
+  summary: string;
+  options?: ParseArgsConfig['options'];
+  run(client: Client, args: { values: Record<string, unknown>; positionals: string[] }): Promise<number>;
+}
+
+interface Load {
+  id: string;
+  table: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed';
+  rowsRead: number;
+  inserted: number;
+  updated: number;
+  unchanged?: number;
+  rejected: number;
+  error: string | null;
+}
+
+const out = (text: string) => process.stdout.write(`${text}\n`);
+const print = (rows: Record<string, unknown>[], asCsv: unknown, columns?: string[]) =>
+  out(asCsv ? csv(rows, columns) : table(rows, columns));
+
+/** Data records in a CSV file, roughly: its line breaks (good enough for a progress bar). */
+async function countLines(file: string): Promise<number> {
+  let lines = 0;
+  let last = 10;
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+    last = chunk[chunk.length - 1] ?? last;
+  }
+  return last === 10 ? lines : lines + 1;
+}
+
+function tableOf(file: string, given: unknown): string {
+  const name = typeof given === 'string' ? given : path.basename(file).replace(/\.csv$/i, '');
+  if (!TABLES.includes(name)) {
+    throw new CliError(`cannot tell the table of ${file}; name it ${TABLES.map((t) => `${t}.csv`).join(', ')} or pass --table`, EXIT.usage);
+  }
+  return name;
+}
+
+async function follow(client: Client, loads: Load[], totals: Map<string, number>): Promise<Load[]> {
+  const progress = new ProgressWriter();
+  const started = Date.now();
+  let current = loads;
+  for (;;) {
+    current = await Promise.all(current.map((l) => client.json<Load>('GET', `/loads/${l.id}`)));
+    const done = current.reduce((s, l) => s + l.rowsRead, 0);
+    const total = current.reduce((s, l) => s + (totals.get(l.id) ?? 0), 0);
+    const rejected = current.reduce((s, l) => s + l.rejected, 0);
+    const finished = current.every((l) => l.status === 'succeeded' || l.status === 'failed');
+    const line = progressLine({
+      label: current.length === 1 ? `${current[0]!.table}` : `${current.filter((l) => l.status === 'succeeded' || l.status === 'failed').length}/${current.length} loads`,
+      done,
+      total: finished ? done : total,
+      rejected,
+      elapsedSeconds: (Date.now() - started) / 1000,
+    });
+    if (finished) {
+      progress.finish(line);
+      return current;
+    }
+    progress.update(line);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function loadResult(loads: Load[], strict: unknown): number {
+  print(
+    loads.map((l) => ({ id: l.id, table: l.table, status: l.status, rowsRead: l.rowsRead, inserted: l.inserted, updated: l.updated, unchanged: l.unchanged ?? 0, rejected: l.rejected })),
+    false,
+  );
+  for (const l of loads.filter((x) => x.status === 'failed')) process.stderr.write(`load ${l.id} (${l.table}) failed: ${l.error}\n`);
+  for (const l of loads.filter((x) => x.rejected > 0)) process.stderr.write(`see the rejects with: hr rejects ${l.id}\n`);
+  if (loads.some((l) => l.status === 'failed')) return EXIT.failed;
+  if (strict && loads.some((l) => l.rejected > 0)) return EXIT.rejects;
+  return EXIT.ok;
+}
+
+const commands: Record<string, Command> = {
+  load: {
+    usage: 'hr load FILE... [--table T] [--no-follow] [--strict]',
+    summary: 'Upload CSV files and follow the loads with a progress bar',
+    options: { table: { type: 'string' }, 'no-follow': { type: 'boolean' }, strict: { type: 'boolean' } },
+    async run(client, { values, positionals }) {
+      if (positionals.length === 0) throw new CliError('name at least one CSV file', EXIT.usage);
+      if (values.table && positionals.length > 1) throw new CliError('--table goes with a single file', EXIT.usage);
+      const files = positionals.map((f) => ({ file: f, table: tableOf(f, values.table) }));
+      for (const f of files) await stat(f.file).catch(() => { throw new CliError(`no such file: ${f.file}`, EXIT.usage); });
+      let loads: Load[];
+      if (files.length === 1) {
+        const f = files[0]!;
+        const res = await client.request('POST', `/loads?table=${f.table}`, { body: await openAsBlob(f.file), headers: { 'content-type': 'text/csv' } });
+        loads = [(await res.json()) as Load];
+      } else {
+        const form = new FormData();
+        for (const f of files) form.append(f.table, await openAsBlob(f.file), path.basename(f.file));
+        const res = await client.request('POST', '/loads', { body: form });
+        loads = ((await res.json()) as { loads: Load[] }).loads;
+      }
+      if (values['no-follow']) {
+        print(loads.map((l) => ({ id: l.id, table: l.table, status: l.status })), false);
+        return EXIT.ok;
+      }
+      const totals = new Map<string, number>();
+      await Promise.all(loads.map(async (l, i) => totals.set(l.id, await countLines(files[i]!.file))));
+      return loadResult(await follow(client, loads, totals), values.strict);
+    },
+  },
+  loads: {
+    usage: 'hr loads [--csv]',
+    summary: 'List recent loads, newest first',
+    options: { csv: { type: 'boolean' } },
+    async run(client, { values }) {
+      const body = await client.json<Load[] | { loads: Load[] }>('GET', '/loads');
+      const loads = Array.isArray(body) ? body : body.loads;
+      print(loads as unknown as Record<string, unknown>[], values.csv, ['id', 'table', 'status', 'rowsRead', 'inserted', 'updated', 'unchanged', 'rejected', 'createdAt']);
+      return EXIT.ok;
+    },
+  },
+  rejects: {
+    usage: 'hr rejects LOAD_ID [--json]',
+    summary: "Show a load's rejected lines with their reasons",
+    options: { json: { type: 'boolean' } },
+    async run(client, { values, positionals }) {
+      const id = positionals[0];
+      if (!id) throw new CliError('name the load id', EXIT.usage);
+      const res = await client.request('GET', `/loads/${encodeURIComponent(id)}/rejects`);
+      const text = await res.text();
+      if (values.json) {
+        process.stdout.write(text);
+        return EXIT.ok;
+      }
+      const rows = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { line: number; raw: string; errors: { field: string | null; message: string }[] });
+      print(rows.map((r) => ({ line: r.line, reasons: r.errors.map((e) => `${e.field ?? 'row'} ${e.message}`).join('; '), raw: r.raw })), false);
+      return EXIT.ok;
+    },
+  },
+  refresh: {
+    usage: 'hr refresh [--no-wait]',
+    summary: 'Refresh the warehouse (waits for it unless --no-wait)',
+    options: { 'no-wait': { type: 'boolean' } },
+    async run(client, { values }) {
+      const body = await client.json<Record<string, unknown>>('POST', `/warehouse/refresh${values['no-wait'] ? '' : '?wait=true'}`);
+      out(JSON.stringify(body, null, 2));
+      return EXIT.ok;
+    },
+  },
+  warehouse: {
+    usage: 'hr warehouse',
+    summary: 'Show when the warehouse was refreshed, its row counts and file path',
+    async run(client) {
+      out(JSON.stringify(await client.json('GET', '/warehouse'), null, 2));
+      return EXIT.ok;
+    },
+  },
+  'hires-by-quarter': {
+    usage: 'hr hires-by-quarter [--year 2021] [--csv]',
+    summary: 'Hires per department and job by quarter of a year',
+    options: { year: { type: 'string' }, csv: { type: 'boolean' } },
+    async run(client, { values }) {
+      const rows = await client.json<Record<string, unknown>[]>('GET', `/analytics/hires-by-quarter?year=${values.year ?? 2021}`);
+      print(rows, values.csv, ['department', 'job', 'q1', 'q2', 'q3', 'q4']);
+      return EXIT.ok;
+    },
+  },
+  'above-mean': {
+    usage: 'hr above-mean [--year 2021] [--csv]',
+    summary: 'Departments that hired more than the mean in a year',
+    options: { year: { type: 'string' }, csv: { type: 'boolean' } },
+    async run(client, { values }) {
+      const rows = await client.json<Record<string, unknown>[]>('GET', `/analytics/departments-above-mean?year=${values.year ?? 2021}`);
+      print(rows, values.csv, ['id', 'department', 'hired']);
+      return EXIT.ok;
+    },
+  },
+  backup: {
+    usage: 'hr backup [--tables departments,jobs] [--no-wait]',
+    summary: 'Back up tables to Avro files (all three by default)',
+    options: { tables: { type: 'string' }, 'no-wait': { type: 'boolean' } },
+    async run(client, { values }) {
+      const tables = typeof values.tables === 'string' ? values.tables.split(',').map((t) => t.trim()) : undefined;
+      const body = await client.json<unknown>('POST', `/backups${values['no-wait'] ? '' : '?wait=true'}`, tables ? { tables } : {});
+      if (Array.isArray(body)) print(body as Record<string, unknown>[], false, ['id', 'table', 'rows', 'bytes', 'file']);
+      else out(JSON.stringify(body, null, 2));
+      return EXIT.ok;
+    },
+  },
+  backups: {
+    usage: 'hr backups [--table T] [--csv]',
+    summary: 'List backups, newest first',
+    options: { table: { type: 'string' }, csv: { type: 'boolean' } },
+    async run(client, { values }) {
+      const body = await client.json<unknown>('GET', `/backups${values.table ? `?table=${values.table}` : ''}`);
+      const rows = (Array.isArray(body) ? body : (body as { backups: unknown[] }).backups) as Record<string, unknown>[];
+      print(rows, values.csv, ['id', 'table', 'rows', 'bytes', 'createdAt']);
+      return EXIT.ok;
+    },
+  },
+  restore: {
+    usage: 'hr restore TABLE [--backup ID] [--mode replace|merge]',
+    summary: 'Restore a table from a backup (the newest by default)',
+    options: { backup: { type: 'string' }, mode: { type: 'string' } },
+    async run(client, { values, positionals }) {
+      const t = positionals[0];
+      if (!t || !TABLES.includes(t)) throw new CliError(`name the table: ${TABLES.join(', ')}`, EXIT.usage);
+      if (values.mode && values.mode !== 'replace' && values.mode !== 'merge') throw new CliError('--mode is replace or merge', EXIT.usage);
+      const body = await client.json<Record<string, unknown>>('POST', `/backups/${t}/restore`, {
+        ...(values.backup ? { backup: values.backup } : {}),
+        ...(values.mode ? { mode: values.mode } : {}),
+      });
+      print([body], false);
+      return EXIT.ok;
+    },
+  },
+  health: {
+    usage: 'hr health',
+    summary: 'Is the service up, and PostgreSQL and Redis behind it?',
+    async run(client) {
+      out(JSON.stringify(await client.json('GET', '/health'), null, 2));
+      return EXIT.ok;
+    },
+  },
+};
+
+const GLOBAL = 'Global options: --url URL (or HR_URL; default http://localhost:3000), --api-key KEY (or HR_API_KEY), --help';
+
+function help(): string {
+  const w = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    'hr — command line for the HR hiring data store',
+    '',
+    'Commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(w)}  ${c.summary}`),
+    '',
+    GLOBAL,
+    'Run "hr COMMAND --help" for a command\'s options.',
+    'Exit codes: 0 ok, 1 refused or failed, 2 usage, 3 service unreachable or 5xx, 4 rows rejected (with --strict).',
+  ].join('\n');
+}
+
+export async function main(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  // The command is the first word that is neither an option nor a global option's value.
+  const at = argv.findIndex((a, i) => !a.startsWith('-') && !['--url', '--api-key'].includes(argv[i - 1] ?? ''));
+  const name = at >= 0 ? argv[at] : undefined;
+  if (!name || argv.includes('--help') && !commands[name]) {
+    out(help());
+    return name || argv.includes('--help') ? EXIT.ok : EXIT.usage;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`unknown command "${name}"\n\n${help()}\n`);
+    return EXIT.usage;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv.filter((_, i) => i !== at),
+      allowPositionals: true,
+      options: { ...command.options, url: { type: 'string' }, 'api-key': { type: 'string' }, help: { type: 'boolean' } },
+    });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\nusage: ${command.usage}\n`);
+    return EXIT.usage;
+  }
+  if (parsed.values.help) {
+    out(`${command.summary}\n\nusage: ${command.usage}\n${GLOBAL}`);
+    return EXIT.ok;
+  }
+  const client = new Client({
+    url: (parsed.values.url as string | undefined) ?? env.HR_URL ?? 'http://localhost:3000',
+    apiKey: (parsed.values['api-key'] as string | undefined) ?? env.HR_API_KEY,
+  });
+  try {
+    return await command.run(client, parsed as { values: Record<string, unknown>; positionals: string[] });
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`hr ${name}: ${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+}
