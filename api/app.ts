@@ -4,6 +4,7 @@ import { requestId } from 'hono/request-id';
 import type { Services } from '../core/context.js';
 import { errorBody, handleError } from './errors.js';
 import { accessLog, requireApiKey } from './middleware.js';
+import { registerDashboard } from './routes/dashboard.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
 
@@ -27,6 +28,7 @@ export function createApp(services: Services): OpenAPIHono {
   app.use('*', accessLog(services.log));
   app.use('*', requireApiKey(services.config.API_KEY));
 
+  registerDashboard(app);
   registerHealth(app, services);
   registerIngest(app, services);
 

@@ -1,0 +1,151 @@
+// The dashboard: plain JS and SVG, no build step. Reads the same endpoints as everyone else.
+const SVG = 'http://www.w3.org/2000/svg';
+const Q = ['q1', 'q2', 'q3', 'q4'];
+const COLORS = ['var(--q1)', 'var(--q2)', 'var(--q3)', 'var(--q4)'];
+const $ = (sel) => document.querySelector(sel);
+const fmt = (n) => Number(n).toLocaleString('en-US');
+
+function el(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function row(cells, numeric = []) {
+  const tr = document.createElement('tr');
+  cells.forEach((c, i) => {
+    const td = document.createElement('td');
+    td.textContent = c ?? '';
+    if (numeric.includes(i)) td.className = 'n';
+    tr.append(td);
+  });
+  return tr;
+}
+
+async function getJson(url) {
+  const res = await fetch(url, { headers: { accept: 'application/json' } });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body?.error?.message ?? `${res.status} ${res.statusText}`);
+  return { body, res };
+}
+
+function message(container, text, isError = false) {
+  container.replaceChildren();
+  const p = document.createElement('p');
+  p.textContent = text;
+  p.className = isError ? 'error' : 'muted';
+  container.append(p);
+}
+
+/** Horizontal bars, one per label; `segments` stacks values; `mean` draws a vertical line. */
+function barChart({ rows, label, segments, colors, mean, title }) {
+  const labelW = 190, barH = 22, gap = 6, width = 900, right = 60, top = mean === undefined ? 8 : 24;
+  const totals = rows.map((r) => segments.reduce((s, k) => s + Number(r[k] ?? 0), 0));
+  const max = Math.max(1, ...totals, mean ?? 0);
+  const scale = (v) => (v / max) * (width - labelW - right);
+  const height = top + rows.length * (barH + gap) + 8;
+  const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
+  svg.append(el('title', {}, title));
+  rows.forEach((r, i) => {
+    const y = top + i * (barH + gap);
+    const name = String(r[label]);
+    svg.append(el('text', { x: labelW - 8, y: y + barH / 2 + 4, 'text-anchor': 'end' }, name.length > 28 ? `${name.slice(0, 27)}…` : name));
+    let x = labelW;
+    segments.forEach((k, j) => {
+      const v = Number(r[k] ?? 0);
+      if (v <= 0) return;
+      const w = scale(v);
+      const rect = el('rect', { x, y, width: Math.max(w, 0.5), height: barH, fill: colors[j], 'data-series': k });
+      rect.append(el('title', {}, `${name} ${k.toUpperCase() === k ? k : k.toUpperCase()}: ${fmt(v)}`));
+      svg.append(rect);
+      x += w;
+    });
+    svg.append(el('text', { x: x + 6, y: y + barH / 2 + 4 }, fmt(totals[i])));
+  });
+  if (mean !== undefined) {
+    const x = labelW + scale(mean);
+    svg.append(el('line', { x1: x, x2: x, y1: top - 6, y2: height - 4, stroke: 'var(--mean)', 'stroke-width': 2, 'stroke-dasharray': '5 4', 'data-series': 'mean' }));
+    svg.append(el('text', { x, y: top - 10, 'text-anchor': 'middle' }, `mean ${mean.toFixed(1)}`));
+  }
+  return svg;
+}
+
+async function loadAnalytics(year) {
+  const chart = $('#hbq-chart');
+  const amChart = $('#am-chart');
+  const tbody = $('#hbq-table tbody');
+  try {
+    const [{ body: hires, res }, { body: above }] = await Promise.all([
+      getJson(`/analytics/hires-by-quarter?year=${year}`),
+      getJson(`/analytics/departments-above-mean?year=${year}`),
+    ]);
+    const refreshed = res.headers.get('x-warehouse-refreshed-at') ?? res.headers.get('last-modified');
+    $('#refreshed').textContent = refreshed ? `Warehouse refreshed ${new Date(refreshed).toLocaleString()}` : 'Warehouse data';
+
+    const byDept = new Map();
+    for (const r of hires) {
+      const d = byDept.get(r.department) ?? { department: r.department, q1: 0, q2: 0, q3: 0, q4: 0 };
+      for (const q of Q) d[q] += r[q];
+      byDept.set(r.department, d);
+    }
+    const depts = [...byDept.values()];
+    tbody.replaceChildren(...hires.map((r) => row([r.department, r.job, r.q1, r.q2, r.q3, r.q4], [2, 3, 4, 5])));
+    $('#hbq-count').textContent = fmt(hires.length);
+    if (depts.length === 0) message(chart, `No hires in ${year}.`);
+    else chart.replaceChildren(barChart({ rows: depts, label: 'department', segments: Q, colors: COLORS, title: `Hires by quarter per department in ${year}` }));
+
+    const totals = depts.map((d) => Q.reduce((s, q) => s + d[q], 0));
+    const mean = totals.length ? totals.reduce((a, b) => a + b, 0) / totals.length : 0;
+    if (above.length === 0) message(amChart, `No department hired above the mean in ${year}.`);
+    else amChart.replaceChildren(barChart({ rows: above, label: 'department', segments: ['hired'], colors: ['var(--q1)'], mean, title: `Departments hiring above the mean (${mean.toFixed(1)}) in ${year}` }));
+  } catch (err) {
+    message(chart, `Hires by quarter unavailable: ${err.message}`, true);
+    message(amChart, `Departments above the mean unavailable: ${err.message}`, true);
+    tbody.replaceChildren();
+    $('#refreshed').textContent = '';
+  }
+}
+
+async function loadTables() {
+  const loads = $('#loads tbody');
+  try {
+    const { body } = await getJson('/loads');
+    const list = Array.isArray(body) ? body : body.loads ?? [];
+    loads.replaceChildren(...list.slice(0, 20).map((l) => {
+      const tr = row([l.table, l.status, fmt(l.rowsRead), fmt(l.rejected), new Date(l.createdAt).toLocaleString()], [2, 3]);
+      tr.children[1].className = `status-${l.status}`;
+      return tr;
+    }));
+    if (list.length === 0) loads.replaceChildren(row(['No loads yet', '', '', '', '']));
+  } catch (err) {
+    loads.replaceChildren(row([`Loads unavailable: ${err.message}`]));
+  }
+  const backups = $('#backups tbody');
+  try {
+    const { body } = await getJson('/backups');
+    const list = Array.isArray(body) ? body : body.backups ?? [];
+    backups.replaceChildren(...list.slice(0, 20).map((b) => row([b.table, fmt(b.rows), fmt(b.bytes), new Date(b.createdAt).toLocaleString()], [1, 2])));
+    if (list.length === 0) backups.replaceChildren(row(['No backups yet', '', '', '']));
+  } catch (err) {
+    backups.replaceChildren(row([`Backups unavailable: ${err.message}`]));
+  }
+}
+
+function init() {
+  const params = new URLSearchParams(location.search);
+  const year = Number(params.get('year') ?? 2021);
+  const select = $('#year');
+  const now = new Date().getUTCFullYear();
+  for (let y = Math.max(now, 2021); y >= 2000; y--) select.append(new Option(String(y), String(y), false, y === year));
+  const refresh = () => {
+    const y = select.value;
+    history.replaceState(null, '', `?year=${y}`);
+    return Promise.all([loadAnalytics(y), loadTables()]).then(() => document.body.setAttribute('data-ready', 'true'));
+  };
+  select.addEventListener('change', refresh);
+  $('#reload').addEventListener('click', refresh);
+  refresh();
+}
+
+init();
