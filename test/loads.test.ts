@@ -82,3 +82,130 @@ describe('the challenge files, one request per file', () => {
     expect(await tableDigest('hired_employees')).toBe(before);
   });
 });
+
+describe('one multipart request with the three files', () => {
+  let m: TestServices;
+  let mWorkers: Workers;
+  beforeAll(async () => {
+    m = await createTestServices({ LOAD_CHUNK_ROWS: '700' });
+    mWorkers = await startWorkers(m);
+  });
+  afterAll(async () => {
+    await mWorkers.close();
+    await m.cleanup();
+  });
+
+  test('hired_employees runs after its siblings and gives the same figures', async () => {
+    const form = new FormData();
+    // hired_employees first in the body: the order of the parts must not matter.
+    for (const t of ['hired_employees', 'departments', 'jobs']) {
+      form.append(t, new Blob([await readFile(path.join(challengeDir, `${t}.csv`))], { type: 'text/csv' }), `${t}.csv`);
+    }
+    const res = await createApp(m).request('/loads?wait=true', { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    const { loads } = await res.json();
+    expect(loads).toHaveLength(3);
+    const by = Object.fromEntries(loads.map((l: { table: string }) => [l.table, l]));
+    expect(by.hired_employees).toMatchObject({ status: 'succeeded', rowsRead: 1999, inserted: 1929, rejected: 70 });
+    expect(by.departments).toMatchObject({ status: 'succeeded', rowsRead: 12, inserted: 12 });
+    expect(by.jobs).toMatchObject({ status: 'succeeded', rowsRead: 183, inserted: 183 });
+    for (const t of ['departments', 'jobs']) expect(by.hired_employees.startedAt >= by[t].finishedAt).toBe(true);
+  });
+
+  test('a failed sibling fails hired_employees with a reason instead of leaving it queued', async () => {
+    const form = new FormData();
+    form.append('departments', new Blob(['1,"unclosed\n2,x\n']), 'd.csv');
+    form.append('hired_employees', new Blob(['1,A B,2021-01-01T00:00:00Z,1,1\n']), 'h.csv');
+    const { loads } = await (await createApp(m).request('/loads?wait=true', { method: 'POST', body: form })).json();
+    const by = Object.fromEntries(loads.map((l: { table: string }) => [l.table, l]));
+    expect(by.departments.status).toBe('failed');
+    expect(by.departments.error).toMatch(/not valid CSV at line 1/);
+    expect(by.hired_employees.status).toBe('failed');
+    expect(by.hired_employees.error).toMatch(/departments load .* failed/);
+  });
+});
+
+describe('CSV details', () => {
+  test('header, BOM, CRLF, quoted line breaks, blank lines, ragged lines, repeats and unknown references', async () => {
+    // Ids clear of the challenge data loaded above.
+    await postCsv('departments', '1001,Sales\n1002,Legal\n');
+    await postCsv('jobs', '1001,Clerk\n');
+    const csv =
+      '\uFEFFid,name,datetime,department_id,job_id\r\n' + // 1 header
+      '5010,"Ann\r\nLee",2021-01-01T00:00:00Z,1001,1001\r\n' + // 2-3 quoted CRLF
+      '\r\n' + // 4 blank
+      '5011,Bob,2021-01-01,1001,1001\r\n' + // 5 bad date
+      '5012,Cy,2021-01-01 10:00:00+0200,9999,1001\r\n' + // 6 unknown department
+      '5013,"Di, ""D""",2021-02-03T04:05:06.5Z,1002,1001\r\n' + // 7 quoted comma and quotes
+      '5014,Ed\r\n' + // 8 too few fields
+      '5010,Ann Lee,2021-01-01T00:00:00Z,1001,1001\r\n' + // 9 same id again: wins
+      '5015,"multi\nline\nname",2021-03-01T00:00:00Z,7777,8888'; // 10-12 unknown department and job, no final newline
+    const load = await (await postCsv('hired_employees', csv)).json();
+    expect(load).toMatchObject({ status: 'succeeded', rowsRead: 7, inserted: 2, updated: 1, unchanged: 0, rejected: 4 });
+    const rejects = await rejectsOf(load.id);
+    expect(rejects.map((r) => r.line)).toEqual([5, 6, 8, 10]);
+    expect(rejects[0]).toMatchObject({ raw: '5011,Bob,2021-01-01,1001,1001', errors: [{ field: 'datetime' }] });
+    expect(rejects[1]).toMatchObject({ errors: [{ field: 'department_id', message: 'unknown department_id 9999' }] });
+    expect(rejects[2]).toMatchObject({ raw: '5014,Ed', errors: [{ field: null, message: 'expected 5 fields, got 2' }] });
+    expect(rejects[3]).toMatchObject({
+      raw: '5015,"multi\nline\nname",2021-03-01T00:00:00Z,7777,8888',
+      errors: [{ field: 'department_id', message: 'unknown department_id 7777' }, { field: 'job_id', message: 'unknown job_id 8888' }],
+    });
+    const { rows } = await s.pool.query(`SELECT id, name, datetime FROM hired_employees WHERE id IN (5010, 5013) ORDER BY id`);
+    expect(rows).toEqual([
+      { id: 5010, name: 'Ann Lee', datetime: new Date('2021-01-01T00:00:00Z') },
+      { id: 5013, name: 'Di, "D"', datetime: new Date('2021-02-03T04:05:06.500Z') },
+    ]);
+  });
+
+  test('a file that is not CSV, or not for this table, fails with a reason and is not retried', async () => {
+    const binary = await (await postCsv('jobs', Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]))).json();
+    expect(binary).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(binary.error).toMatch(/not CSV text/);
+    const wrong = await (await postCsv('departments', '1,a,b,c\n2,a,b,c\n')).json();
+    expect(wrong).toMatchObject({ status: 'failed', attempts: 1, rowsRead: 0 });
+    expect(wrong.error).toMatch(/no line of the file has the 2 fields of departments/);
+    const quote = await (await postCsv('jobs', '1,ok\n\n2,"never closed\n3,x\n')).json();
+    expect(quote).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(quote.error).toMatch(/not valid CSV at line 3/);
+    const empty = await (await postCsv('jobs', '')).json();
+    expect(empty).toMatchObject({ status: 'succeeded', rowsRead: 0 });
+  });
+});
+
+describe('requests the API refuses', () => {
+  test('size cap, missing or unknown table, paths outside the landing folder, media types, unknown ids', async () => {
+    const small = createApp({ ...s, config: { ...s.config, LOAD_MAX_BYTES: 64 } });
+    const big = 'x'.repeat(200);
+    const chunked = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < 10; i++) c.enqueue(new TextEncoder().encode(big));
+        c.close();
+      },
+    });
+    let res = await small.request('/loads?table=jobs', { method: 'POST', headers: { 'content-type': 'text/csv' }, body: chunked, duplex: 'half' } as RequestInit);
+    expect(res.status).toBe(413);
+    expect((await res.json()).error.code).toBe('payload_too_large');
+    res = await small.request('/loads?table=jobs', { method: 'POST', headers: { 'content-type': 'text/csv', 'content-length': '200' }, body: big });
+    expect(res.status).toBe(413);
+
+    res = await app.request('/loads', { method: 'POST', headers: { 'content-type': 'text/csv' }, body: '1,a\n' });
+    expect(res.status).toBe(400);
+    res = await app.request('/loads?table=nope', { method: 'POST', headers: { 'content-type': 'text/csv' }, body: '1,a\n' });
+    expect(res.status).toBe(404);
+    for (const p of ['../x.csv', '/etc/passwd', 'missing.csv']) {
+      res = await app.request('/loads', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ table: 'jobs', path: p }) });
+      expect(res.status).toBe(400);
+    }
+    res = await app.request('/loads', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+    expect(res.status).toBe(415);
+    const form = new FormData();
+    form.append('employees', new Blob(['1,a\n']), 'e.csv');
+    res = await app.request('/loads', { method: 'POST', body: form });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.message).toMatch(/does not name a table/);
+
+    expect((await app.request('/loads/00000000-0000-0000-0000-000000000000')).status).toBe(404);
+    expect((await app.request('/loads/not-a-uuid/rejects')).status).toBe(404);
+  });
+});
