@@ -23,7 +23,7 @@ afterAll(async () => {
 });
 
 async function postCsv(table: string, body: string | Buffer, query = '&wait=true') {
-  return app.request(`/loads?table=${table}${query}`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body });
+  return app.request(`/loads?table=${table}${query}`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body: typeof body === 'string' ? body : new Uint8Array(body) });
 }
 
 async function rejectsOf(id: string): Promise<{ line: number; raw: string; errors: { field: string | null; message: string }[] }[]> {

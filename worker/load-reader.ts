@@ -17,7 +17,7 @@ export interface Chunk {
   final: boolean;
   /** Data records read (a header is not one). */
   rowsRead: number;
-  /** COPY text, one line per valid row (`line \t col1 \t col2 ...\n`) in file order; bytes, not
+  /** COPY text, one line per valid row (`col1 \t col2 ...\n`) in file order; bytes, not
    * strings, so a chunk of 100,000 rows is one object for the garbage collector, not 100,000. */
   copy: Buffer;
   /** Where each valid row's line ends in `copy`. */
@@ -31,6 +31,8 @@ export interface Chunk {
   /** Records that broke a field rule or had the wrong width (`position` is the physical line). */
   rejects: Reject[];
   wrongWidth: number;
+  /** Ids strictly increasing in file order (already sorted, so no duplicates). */
+  sorted: boolean;
   /** Whether an id occurs twice in this chunk; if so, later occurrences that change the row. */
   duplicates: boolean;
   duplicateChanges: number;
@@ -181,6 +183,7 @@ export class ChunkReader {
       ends: [],
       rejects: [],
       wrongWidth: 0,
+      sorted: true,
       duplicates: false,
       duplicateChanges: 0,
     };
@@ -192,7 +195,7 @@ export class ChunkReader {
     c.endLine = this.line;
     c.final = final;
     c.copy = c.copy.subarray(0, c.copyEnds.at(-1) ?? 0);
-    if (c.duplicates) countDuplicates(c);
+    if (!c.sorted) countDuplicates(c);
     this.ready.push(c);
     this.batch.clear();
     if (!final) this.cur = this.newChunk();
@@ -278,10 +281,10 @@ export class ChunkReader {
     } else {
       const cols = this.batch.columns;
       const k = this.batch.length - 1;
-      let text = String(line);
+      let text = '';
       for (let i = 0; i < cols.length; i++) {
         const v = cols[i]![k];
-        text += '\t' + (this.textColumns[i] ? copyText(v as string) : String(v));
+        text += (i === 0 ? '' : '\t') + (this.textColumns[i] ? copyText(v as string) : String(v));
       }
       text += '\n';
       let at = c.copyEnds.at(-1) ?? 0;
@@ -294,7 +297,7 @@ export class ChunkReader {
       c.copyEnds.push(at);
       const id = cols[0]![k] as number;
       const ids = c.ids;
-      if (!c.duplicates && ids.length > 0 && id <= ids[ids.length - 1]!) c.duplicates = true;
+      if (c.sorted && ids.length > 0 && id <= ids[ids.length - 1]!) c.sorted = c.duplicates = false;
       ids.push(id);
       if (this.refIndexes.length > 0) {
         for (let r = 0; r < this.refIndexes.length; r++) c.refs[r]!.push(cols[this.refIndexes[r]!]![k] as number);
@@ -318,7 +321,7 @@ function countDuplicates(c: Chunk): void {
   let changes = 0;
   for (let i = 0; i < c.ids.length; i++) {
     const from = i === 0 ? 0 : c.copyEnds[i - 1]!;
-    const values = c.copy.toString('utf8', c.copy.indexOf(9, from), c.copyEnds[i]!);
+    const values = c.copy.toString('utf8', from, c.copyEnds[i]!);
     const prev = last.get(c.ids[i]!);
     if (prev !== undefined) {
       repeats++;

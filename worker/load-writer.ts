@@ -1,5 +1,3 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { storeRejects, type Reject } from '../core/apply.js';
@@ -18,26 +16,49 @@ export interface ChunkOutcome {
   rejected: number;
 }
 
+type RawAt = (start: number, end: number) => Promise<string>;
+
+/** What `begin` decided for a chunk, carried to `write`. */
+interface Plan {
+  chunk: Chunk;
+  /** COPY text of the rows to write: the chunk's valid rows less those naming a missing reference. */
+  data: Buffer;
+  rows: number;
+  rejects: Reject[];
+  /** No stored row has an id in the chunk's range: COPY straight into the table. */
+  direct: boolean;
+}
+
 /**
- * Writes chunks of one load over one dedicated connection, each chunk in one transaction together
- * with the load's checkpoint, so a crash loses at most the chunk in flight and never duplicates one.
+ * Writes the chunks of one load over one dedicated connection, each chunk in one transaction
+ * together with the load's checkpoint: a crash loses at most the chunk in flight, never half of one,
+ * and a chunk is never applied twice (the checkpoint is compared and moved under a row lock).
  *
- * Per chunk: COPY into a temporary staging table (no constraints, no WAL); check references once
- * per distinct id, locking the referenced rows FOR KEY SHARE exactly as PostgreSQL's own foreign-key
- * triggers would; then one INSERT … ON CONFLICT DO UPDATE … WHERE IS DISTINCT FROM, the last row
- * per id winning. With `setBasedFk` the per-row trigger checks are skipped (session_replication_role
- * = replica on this connection only), which is what makes the load faster than a plain COPY into the
- * constrained table; the checks above guarantee the same thing.
+ * References are checked once per distinct id, locking the referenced rows FOR KEY SHARE exactly as
+ * PostgreSQL's foreign-key triggers would; rows naming a missing one become rejects. The rows are
+ * then written with session_replication_role = replica on this connection (when allowed), which
+ * skips the per-row trigger checks that dominate a plain COPY into the constrained table. Writing:
+ * - when the chunk's ids ascend and none of its id range is stored yet (a first load), COPY straight
+ *   into the table, as pg_restore does (a concurrent insert in the range makes it fall back);
+ * - otherwise COPY into a temporary staging table and run one INSERT … ON CONFLICT DO UPDATE …
+ *   WHERE IS DISTINCT FROM, keeping the last row per id; identical rows are not rewritten.
  */
 export class ChunkWriter {
-  private stage: string;
+  private readonly stageTable: string;
+  private readonly names: string[];
+  private readonly refCols: { name: string; references: string }[];
+  private started = 0;
+
   private constructor(
     private readonly pool: Pool,
     private readonly client: PoolClient,
     private readonly table: TableDef,
     private readonly loadId: string,
+    private readonly log: Logger,
   ) {
-    this.stage = `load_stage_${table.name}`;
+    this.stageTable = `load_stage_${table.name}`;
+    this.names = table.columns.map((c) => q(c.name));
+    this.refCols = table.columns.filter((c) => c.references).map((c) => ({ name: c.name, references: c.references! }));
   }
 
   static async open(url: string, table: TableDef, loadId: string, setBasedFk: boolean, log: Logger): Promise<ChunkWriter> {
@@ -51,11 +72,13 @@ export class ChunkWriter {
       await pool.end().catch(() => {});
       throw err;
     }
-    const w = new ChunkWriter(pool, client, table, loadId);
+    const w = new ChunkWriter(pool, client, table, loadId, log);
     try {
-      // Must be set before the session touches a temporary table; the default 8 MB spills to disk.
+      // temp_buffers must be set before the session touches a temporary table; 8 MB would spill.
       await client.query(`SET temp_buffers = '64MB'`);
-      if (setBasedFk && table.columns.some((c) => c.references)) {
+      // Sorting a chunk by id (DISTINCT ON, lock order) in memory, not in temporary files.
+      await client.query(`SET work_mem = '64MB'`);
+      if (setBasedFk && w.refCols.length > 0) {
         try {
           await client.query('SET session_replication_role = replica');
         } catch (err) {
@@ -64,7 +87,9 @@ export class ChunkWriter {
         }
       }
       const cols = table.columns.map((c) => `${q(c.name)} ${c.pgType}`).join(', ');
-      await client.query(`CREATE TEMP TABLE ${q(w.stage)} (line bigint, ${cols}) ON COMMIT DELETE ROWS`);
+      await client.query(
+        `CREATE TEMP TABLE ${q(w.stageTable)} (seq bigint GENERATED ALWAYS AS IDENTITY, ${cols}) ON COMMIT DELETE ROWS`,
+      );
     } catch (err) {
       await w.close();
       throw err;
@@ -78,11 +103,14 @@ export class ChunkWriter {
   }
 
   /**
-   * Applies a chunk and moves the checkpoint past it. Returns `undefined` when the load is no longer
-   * this worker's to write (another worker took it over, or it finished): nothing is written then.
+   * Opens the chunk's transaction: checks the load is still this worker's to write and the
+   * checkpoint is where the chunk starts (else `undefined`: nothing written, transaction closed),
+   * locks and checks references, and decides how to write. Cheap; the caller reads ahead while
+   * `write` keeps the database busy.
    */
-  async apply(chunk: Chunk, rawAt: (start: number, end: number) => Promise<string>): Promise<ChunkOutcome | undefined> {
+  async begin(chunk: Chunk, rawAt: RawAt): Promise<Plan | undefined> {
     const db = this.client;
+    this.started = performance.now();
     await db.query('BEGIN');
     try {
       const { rows } = await db.query<{ status: string; next_offset: number; rows_read: number; wrong_width: number }>(
@@ -95,29 +123,62 @@ export class ChunkWriter {
         return undefined;
       }
       const read = load.rows_read + chunk.rowsRead;
-      const wrong = load.wrong_width + chunk.wrongWidth;
-      if (read > 0 && wrong === read && (load.rows_read === 0 || chunk.final)) {
-        const n = this.table.columns.length;
+      if (read > 0 && load.wrong_width + chunk.wrongWidth === read && (load.rows_read === 0 || chunk.final)) {
+        const cols = this.table.columns.map((c) => c.name);
         throw new UnprocessableError(
-          `no line of the file has the ${n} fields of ${this.table.name} (${this.table.columns.map((c) => c.name).join(', ')}); is it the file of another table?`,
+          `no line of the file has the ${cols.length} fields of ${this.table.name} (${cols.join(', ')}); is it the file of another table?`,
         );
       }
+      const plan: Plan = { chunk, data: chunk.copy, rows: chunk.ids.length, rejects: chunk.rejects, direct: false };
+      if (plan.rows === 0) return plan;
+      const missing = await this.lockReferences(chunk);
+      if (missing.some((m) => m.size > 0)) await this.dropMissing(plan, missing, rawAt);
+      if (chunk.sorted && plan.rows > 0) {
+        const { rows: hit } = await db.query(`SELECT 1 FROM ${q(this.table.name)} WHERE id BETWEEN $1 AND $2 LIMIT 1`, [
+          chunk.ids[0],
+          chunk.ids[chunk.ids.length - 1],
+        ]);
+        plan.direct = hit.length === 0;
+      }
+      return plan;
+    } catch (err) {
+      await db.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  }
 
-      const valid = chunk.ids.length;
-      if (valid > 0) await this.copy(chunk);
-      const missing = valid > 0 ? await this.lockReferences(chunk) : [];
-      const refRejects = missing.some((m) => m.size > 0) ? await this.referenceRejects(chunk, missing, rawAt) : [];
-      const written = valid > refRejects.length ? await this.upsert(chunk, missing) : { inserted: 0, updated: 0 };
+  /** Writes the rows, the rejects and the checkpoint, and commits. */
+  async write(plan: Plan): Promise<ChunkOutcome> {
+    const db = this.client;
+    const { chunk } = plan;
+    try {
+      let written = { inserted: 0, updated: 0 };
+      let direct = plan.direct;
+      if (direct) {
+        await db.query('SAVEPOINT direct');
+        try {
+          await this.copy(this.table.name, plan.data);
+          written = { inserted: plan.rows, updated: 0 };
+        } catch (err) {
+          // Someone stored an id of this range since we looked: take the upsert path instead.
+          if ((err as { code?: string }).code !== '23505') throw err;
+          await db.query('ROLLBACK TO SAVEPOINT direct');
+          direct = false;
+        }
+      }
+      if (!direct && plan.rows > 0) {
+        await this.copy(this.stageTable, plan.data);
+        written = await this.upsert(chunk);
+      }
+      const copied = performance.now();
 
-      const rejects = refRejects.length === 0 ? chunk.rejects : [...chunk.rejects, ...refRejects].sort((a, b) => a.position - b.position);
-      await storeRejects(db, 'load', this.loadId, this.table.name, rejects);
-      const applied = valid - refRejects.length;
-      const changes = Math.min(chunk.duplicateChanges, applied - written.inserted - written.updated);
+      await storeRejects(db, 'load', this.loadId, this.table.name, plan.rejects);
+      const changes = Math.min(chunk.duplicateChanges, plan.rows - written.inserted - written.updated);
       const outcome: ChunkOutcome = {
         inserted: written.inserted,
         updated: written.updated + changes,
-        unchanged: applied - written.inserted - written.updated - changes,
-        rejected: rejects.length,
+        unchanged: plan.rows - written.inserted - written.updated - changes,
+        rejected: plan.rejects.length,
       };
       await db.query(
         `UPDATE loads SET next_offset = $2, next_line = $3, rows_read = rows_read + $4, inserted = inserted + $5,
@@ -139,6 +200,10 @@ export class ChunkWriter {
         ],
       );
       await db.query('COMMIT');
+      this.log.debug(
+        { rows: chunk.rowsRead, direct, writeMs: Math.round(copied - this.started), totalMs: Math.round(performance.now() - this.started) },
+        'chunk written',
+      );
       return outcome;
     } catch (err) {
       await db.query('ROLLBACK').catch(() => {});
@@ -146,28 +211,24 @@ export class ChunkWriter {
     }
   }
 
-  private async copy(chunk: Chunk): Promise<void> {
-    const cols = ['line', ...this.table.columns.map((c) => c.name)].map(q).join(', ');
-    const stream = this.client.query(copyFrom(`COPY ${q(this.stage)} (${cols}) FROM STDIN`));
-    const data = chunk.copy;
-    await pipeline(
-      Readable.from(
-        (function* () {
-          for (let at = 0; at < data.length; at += 1 << 16) yield data.subarray(at, Math.min(data.length, at + (1 << 16)));
-        })(),
-      ),
-      stream,
-    );
+  private async copy(target: string, data: Buffer): Promise<void> {
+    const stream = this.client.query(copyFrom(`COPY ${q(target)} (${this.names.join(', ')}) FROM STDIN`));
+    await new Promise<void>((resolve, reject) => {
+      stream.on('finish', resolve);
+      stream.on('error', reject);
+      // One write: the data is already in memory, and the socket then feeds the server steadily
+      // even while the event loop is busy parsing the next chunk.
+      stream.end(data);
+    });
   }
 
   /** Locks the referenced rows the chunk names (FOR KEY SHARE) and returns, per reference, the ids that do not exist. */
   private async lockReferences(chunk: Chunk): Promise<Set<number>[]> {
-    const refCols = this.table.columns.filter((c) => c.references);
     const out: Set<number>[] = [];
-    for (let r = 0; r < refCols.length; r++) {
+    for (let r = 0; r < this.refCols.length; r++) {
       const wanted = [...new Set(chunk.refs[r]!)].sort((a, b) => a - b);
       const { rows } = await this.client.query<{ id: number }>(
-        `SELECT id FROM ${q(refCols[r]!.references!)} WHERE id = ANY($1::integer[]) ORDER BY id FOR KEY SHARE`,
+        `SELECT id FROM ${q(this.refCols[r]!.references)} WHERE id = ANY($1::integer[]) ORDER BY id FOR KEY SHARE`,
         [wanted],
       );
       const found = new Set(rows.map((x) => x.id));
@@ -176,53 +237,49 @@ export class ChunkWriter {
     return out;
   }
 
-  private async referenceRejects(
-    chunk: Chunk,
-    missing: Set<number>[],
-    rawAt: (start: number, end: number) => Promise<string>,
-  ): Promise<Reject[]> {
-    const refCols = this.table.columns.filter((c) => c.references);
-    const rejects: Reject[] = [];
+  /** Turns rows naming a missing reference into rejects and leaves them out of the COPY data. */
+  private async dropMissing(plan: Plan, missing: Set<number>[], rawAt: RawAt): Promise<void> {
+    const { chunk } = plan;
+    const refRejects: Reject[] = [];
+    const keep: [number, number][] = [];
+    let from = 0;
     for (let i = 0; i < chunk.ids.length; i++) {
+      const end = chunk.copyEnds[i]!;
       let errors: Reject['errors'] | undefined;
-      for (let r = 0; r < refCols.length; r++) {
+      for (let r = 0; r < this.refCols.length; r++) {
         const v = chunk.refs[r]![i]!;
-        if (missing[r]!.has(v)) (errors ??= []).push({ field: refCols[r]!.name, message: `unknown ${refCols[r]!.name} ${v}` });
+        if (missing[r]!.has(v)) (errors ??= []).push({ field: this.refCols[r]!.name, message: `unknown ${this.refCols[r]!.name} ${v}` });
       }
-      if (errors) rejects.push({ position: chunk.lines[i]!, raw: await rawAt(chunk.starts[i]!, chunk.ends[i]!), errors });
+      if (errors) refRejects.push({ position: chunk.lines[i]!, raw: await rawAt(chunk.starts[i]!, chunk.ends[i]!), errors });
+      else {
+        const last = keep[keep.length - 1];
+        if (last && last[1] === from) last[1] = end;
+        else keep.push([from, end]);
+      }
+      from = end;
     }
-    return rejects;
+    plan.data = Buffer.concat(keep.map(([a, b]) => chunk.copy.subarray(a, b)));
+    plan.rows -= refRejects.length;
+    plan.rejects = [...chunk.rejects, ...refRejects].sort((a, b) => a.position - b.position);
   }
 
-  private async upsert(chunk: Chunk, missing: Set<number>[]): Promise<{ inserted: number; updated: number }> {
-    const t = this.table;
-    const names = t.columns.map((c) => q(c.name));
+  private async upsert(chunk: Chunk): Promise<{ inserted: number; updated: number }> {
+    const names = this.names;
     const rest = names.filter((n) => n !== '"id"');
-    const refCols = t.columns.filter((c) => c.references);
-    const params: number[][] = [];
-    const exclude = refCols
-      .map((c, r) => {
-        if (missing[r]!.size === 0) return null;
-        params.push([...missing[r]!]);
-        return `${q(c.name)} = ANY($${params.length}::integer[])`;
-      })
-      .filter((x): x is string => x !== null);
-    const where = exclude.length > 0 ? `WHERE NOT (${exclude.join(' OR ')})` : '';
     const source = chunk.duplicates
-      ? `SELECT DISTINCT ON (id) ${names.join(', ')} FROM ${q(this.stage)} ${where} ORDER BY id, line DESC`
-      : `SELECT ${names.join(', ')} FROM ${q(this.stage)} ${where} ORDER BY id`;
+      ? `SELECT DISTINCT ON (id) ${names.join(', ')} FROM ${q(this.stageTable)} ORDER BY id, seq DESC`
+      : `SELECT ${names.join(', ')} FROM ${q(this.stageTable)}${chunk.sorted ? '' : ' ORDER BY id'}`;
     const update = rest.length
       ? `DO UPDATE SET ${rest.map((n) => `${n} = EXCLUDED.${n}`).join(', ')}
          WHERE (${rest.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `EXCLUDED.${n}`).join(', ')})`
       : 'DO NOTHING';
     const { rows } = await this.client.query<{ inserted: number; updated: number }>(
       `WITH up AS (
-         INSERT INTO ${q(t.name)} AS t (${names.join(', ')}) ${source}
+         INSERT INTO ${q(this.table.name)} AS t (${names.join(', ')}) ${source}
          ON CONFLICT (id) ${update}
          RETURNING (t.xmax = 0) AS ins
        )
        SELECT count(*) FILTER (WHERE ins)::integer AS inserted, count(*) FILTER (WHERE NOT ins)::integer AS updated FROM up`,
-      params,
     );
     return rows[0]!;
   }

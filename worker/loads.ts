@@ -139,23 +139,22 @@ async function runLoad(services: Services, load: LoadRow, log: Logger, stopping:
   try {
     writer = await ChunkWriter.open(config.DATABASE_URL, table, load.id, config.LOAD_SET_BASED_FK, log);
     const totals: Totals = { inserted: 0, updated: 0, unchanged: 0, rejected: 0 };
-    // Read and check the next chunk while the database writes this one.
-    let next = reader.next();
-    next.catch(() => {});
+    const rawAt = (s: number, e: number) => reader.rawAt(s, e);
+    let chunk = await reader.next();
     for (;;) {
-      const chunk = await next;
-      if (!chunk.final) {
-        next = reader.next();
-        next.catch(() => {});
-      }
-      const out = await writer.apply(chunk, (s, e) => reader.rawAt(s, e));
-      if (!out) return undefined;
+      const plan = await writer.begin(chunk, rawAt);
+      if (!plan) return undefined;
+      // Read and check the next chunk while the database writes this one.
+      const next = chunk.final ? undefined : reader.next();
+      next?.catch(() => {});
+      const out = await writer.write(plan);
       totals.inserted += out.inserted;
       totals.updated += out.updated;
       totals.unchanged += out.unchanged;
       totals.rejected += out.rejected;
-      if (chunk.final) return totals;
+      if (!next) return totals;
       if (stopping()) return 'stopped';
+      chunk = await next;
     }
   } finally {
     await writer?.close();
