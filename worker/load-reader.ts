@@ -38,7 +38,9 @@ export interface Chunk {
   duplicateChanges: number;
 }
 
-const READ_BYTES = 1 << 20;
+// Small reads keep each synchronous parse slice short (a few ms), so the event loop keeps feeding
+// the COPY socket and reading replies while the next chunk is parsed.
+const READ_BYTES = 64 * 1024;
 /** A record longer than this is an unclosed quote, not data: fail instead of buffering the file. */
 const MAX_RECORD_BYTES = 1 << 20;
 const BOM = [0xef, 0xbb, 0xbf];

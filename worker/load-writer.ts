@@ -266,17 +266,26 @@ export class ChunkWriter {
   private async upsert(chunk: Chunk): Promise<{ inserted: number; updated: number }> {
     const names = this.names;
     const rest = names.filter((n) => n !== '"id"');
+    const t = q(this.table.name);
     const source = chunk.duplicates
       ? `SELECT DISTINCT ON (id) ${names.join(', ')} FROM ${q(this.stageTable)} ORDER BY id, seq DESC`
       : `SELECT ${names.join(', ')} FROM ${q(this.stageTable)}${chunk.sorted ? '' : ' ORDER BY id'}`;
-    const update = rest.length
-      ? `DO UPDATE SET ${rest.map((n) => `${n} = EXCLUDED.${n}`).join(', ')}
-         WHERE (${rest.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `EXCLUDED.${n}`).join(', ')})`
-      : 'DO NOTHING';
+    const differs = (a: string, b: string) =>
+      `(${rest.map((n) => `${a}.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `${b}.${n}`).join(', ')})`;
+    // Rows equal to the stored ones are left out before the upsert: ON CONFLICT would still lock
+    // (and so write) every one of them. The probe is one primary-key lookup per row, in id order;
+    // the staging table has no statistics, so the planner is told not to scan the whole table.
+    await this.client.query('SET LOCAL enable_hashjoin = off');
+    await this.client.query('SET LOCAL enable_mergejoin = off');
     const { rows } = await this.client.query<{ inserted: number; updated: number }>(
-      `WITH up AS (
-         INSERT INTO ${q(this.table.name)} AS t (${names.join(', ')}) ${source}
-         ON CONFLICT (id) ${update}
+      `WITH src AS (${source}),
+       changed AS (
+         SELECT src.* FROM src LEFT JOIN ${t} cur ON cur.id = src.id
+          WHERE cur.id IS NULL${rest.length ? ` OR ${differs('cur', 'src')}` : ''}
+       ),
+       up AS (
+         INSERT INTO ${t} AS t (${names.join(', ')}) SELECT ${names.join(', ')} FROM changed
+         ON CONFLICT (id) ${rest.length ? `DO UPDATE SET ${rest.map((n) => `${n} = EXCLUDED.${n}`).join(', ')} WHERE ${differs('t', 'EXCLUDED')}` : 'DO NOTHING'}
          RETURNING (t.xmax = 0) AS ins
        )
        SELECT count(*) FILTER (WHERE ins)::integer AS inserted, count(*) FILTER (WHERE NOT ins)::integer AS updated FROM up`,
