@@ -67,6 +67,8 @@ describe('the challenge files, one request per file', () => {
     const list = await (await app.request('/loads')).json();
     expect(list.loads[0].id).toBe(load.id);
     expect(list.loads).toHaveLength(3);
+    const doc = await (await app.request('/openapi.json')).json();
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/loads', '/loads/{id}', '/loads/{id}/rejects']));
   });
 
   test('loading the same file again changes nothing and says so', async () => {
@@ -207,5 +209,26 @@ describe('requests the API refuses', () => {
 
     expect((await app.request('/loads/00000000-0000-0000-0000-000000000000')).status).toBe(404);
     expect((await app.request('/loads/not-a-uuid/rejects')).status).toBe(404);
+  });
+});
+
+describe('infrastructure trouble', () => {
+  test('a database the worker cannot reach is retried with backoff, then the load fails saying so', async () => {
+    const t = await createTestServices({ LOAD_ATTEMPTS: '2', LOAD_BACKOFF_MS: '50' });
+    // The API and the bookkeeping reach the database; the worker's load connection does not.
+    const w = await startWorkers({ ...t, config: { ...t.config, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nowhere' } });
+    try {
+      const res = await createApp(t).request('/loads?table=jobs&wait=true', {
+        method: 'POST',
+        headers: { 'content-type': 'text/csv' },
+        body: '1,Clerk\n',
+      });
+      expect(await res.json()).toMatchObject({ status: 'failed', attempts: 2 });
+      const load = (await (await createApp(t).request('/loads')).json()).loads[0];
+      expect(load.error).toMatch(/^gave up after 2 attempts: the database is unreachable \(ECONNREFUSED/);
+    } finally {
+      await w.close();
+      await t.cleanup();
+    }
   });
 });
