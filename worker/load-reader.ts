@@ -86,9 +86,15 @@ export class ChunkReader {
     private readonly base: number,
     startLine: number,
   ) {
-    this.api = (new Parser({ ...CSV_OPTIONS, raw: false, info: false, max_record_size: MAX_RECORD_BYTES }) as unknown as {
-      api: CsvApi;
+    // The parser's synchronous core, driven directly: records arrive while `info.bytes` is exact
+    // for each. Not a documented entry point, so fail loudly if a csv-parse upgrade moves it.
+    const api = (new Parser({ ...CSV_OPTIONS, raw: false, info: false, max_record_size: MAX_RECORD_BYTES }) as unknown as {
+      api?: CsvApi;
     }).api;
+    if (typeof api?.parse !== 'function' || typeof api.info?.bytes !== 'number') {
+      throw new Error('csv-parse no longer exposes Parser#api (parse, info.bytes); worker/load-reader.ts needs updating');
+    }
+    this.api = api;
     this.batch = new RowBatch(table);
     this.refIndexes = table.columns.flatMap((c, i) => (c.references ? [i] : []));
     this.textColumns = table.columns.map((c) => c.kind === 'text');
