@@ -38,7 +38,7 @@ export async function landMultipart(req: Request, landing: string, limit: number
   const source = bodyStream(req, limit);
   const landed: Landed[] = [];
   const writes: Promise<void>[] = [];
-  let total = 0;
+  const total = { bytes: 0 };
   let failure: Error | undefined;
   const fail = (err: Error) => {
     failure ??= err;
@@ -62,12 +62,10 @@ export async function landMultipart(req: Request, landing: string, limit: number
     const id = randomUUID();
     const entry: Landed = { id, table: name, file: uploadPath(landing, id, name), bytes: 0 };
     landed.push(entry);
-    const before = total;
     writes.push(
-      saveUpload(entry.file, stream, limit, () => before)
+      saveUpload(entry.file, stream, limit, total)
         .then((bytes) => {
           entry.bytes = bytes;
-          total += bytes;
         })
         .catch((err: Error) => {
           fail(err);

@@ -41,28 +41,29 @@ export function tooLarge(limit: number): PayloadTooLargeError {
   return new PayloadTooLargeError(`the upload is larger than ${limit} bytes (LOAD_MAX_BYTES)`, { limitBytes: limit });
 }
 
-/** Counts bytes through a stream and fails it with 413 past the limit. */
+/** Bytes counted so far for one request (several files of a multipart body share it). */
+export interface ByteCount {
+  bytes: number;
+}
+
+/** Counts bytes through a stream into a shared count and fails it with 413 past the limit. */
 export class ByteLimit extends Transform {
   bytes = 0;
-  constructor(private readonly limit: number, private readonly already: () => number = () => 0) {
+  constructor(private readonly limit: number, private readonly shared: ByteCount) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
     this.bytes += chunk.length;
-    if (this.bytes + this.already() > this.limit) done(tooLarge(this.limit));
+    this.shared.bytes += chunk.length;
+    if (this.shared.bytes > this.limit) done(tooLarge(this.limit));
     else done(null, chunk);
   }
 }
 
-/** Streams `source` into `file` (created under landing/uploads), never holding it in memory. */
-export async function saveUpload(
-  file: string,
-  source: Readable,
-  limit: number,
-  already: () => number = () => 0,
-): Promise<number> {
+/** Streams `source` into `file` (a new file under landing), never holding it in memory; returns its size. */
+export async function saveUpload(file: string, source: Readable, limit: number, shared: ByteCount = { bytes: 0 }): Promise<number> {
   await mkdir(path.dirname(file), { recursive: true });
-  const counter = new ByteLimit(limit, already);
+  const counter = new ByteLimit(limit, shared);
   try {
     await pipeline(source, counter, createWriteStream(file, { flags: 'wx' }));
   } catch (err) {

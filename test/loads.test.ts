@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
@@ -190,6 +190,15 @@ describe('requests the API refuses', () => {
     expect((await res.json()).error.code).toBe('payload_too_large');
     res = await small.request('/loads?table=jobs', { method: 'POST', headers: { 'content-type': 'text/csv', 'content-length': '200' }, body: big });
     expect(res.status).toBe(413);
+    // The cap is per request: two files under it that together exceed it are refused, and removed.
+    const two = new FormData();
+    two.append('departments', new Blob(['1,' + 'd'.repeat(38) + '\n']), 'd.csv');
+    two.append('jobs', new Blob(['1,' + 'j'.repeat(38) + '\n']), 'j.csv');
+    const uploads = async () => (await readdir(path.join(s.config.dirs.landing, 'uploads'), { recursive: true })).length;
+    const before = await uploads();
+    res = await small.request('/loads', { method: 'POST', body: two });
+    expect(res.status).toBe(413);
+    expect(await uploads()).toBe(before);
 
     res = await app.request('/loads', { method: 'POST', headers: { 'content-type': 'text/csv' }, body: '1,a\n' });
     expect(res.status).toBe(400);
