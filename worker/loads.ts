@@ -111,7 +111,12 @@ async function processLoad(services: Services, job: Job<LoadJobData>, token: str
   } catch (err) {
     if (err instanceof DelayedError) throw err;
     const badInput = err instanceof AppError ? !err.retryable : isDataError(err);
-    const message = err instanceof AppError ? err.message : describe(err);
+    const message =
+      err instanceof AppError
+        ? err.message
+        : badInput
+          ? `PostgreSQL refused a value of the file (a gap in the data rules): ${(err as Error).message}`
+          : describe(err);
     if (badInput) {
       await failLoad(pool, loadId, message);
       log.warn({ err: message }, 'load failed: bad input');
