@@ -7,6 +7,7 @@ import { accessLog, requireApiKey } from './middleware.js';
 import { registerDashboard } from './routes/dashboard.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
+import { registerLoads } from './routes/loads.js';
 
 /** The HTTP API. Routes are thin: parse, validate, call a service, shape the answer. */
 export function createApp(services: Services): OpenAPIHono {
@@ -31,6 +32,7 @@ export function createApp(services: Services): OpenAPIHono {
   registerDashboard(app);
   registerHealth(app, services);
   registerIngest(app, services);
+  registerLoads(app, services);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -40,6 +40,32 @@ const schema = z.object({
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /** Connections in the PostgreSQL pool of one process. */
   PG_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  /** Largest CSV file POST /loads accepts (per request), counted while streaming to disk. */
+  LOAD_MAX_BYTES: bytes(10 * 1024 * 1024 * 1024),
+  /** Rows per load chunk: each chunk commits with its checkpoint (resume point, progress). */
+  LOAD_CHUNK_ROWS: z.coerce.number().int().min(1).max(5_000_000).default(100_000),
+  /** Loads one worker process runs at once. */
+  LOAD_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(1),
+  /** Tries per load for infrastructure errors (bad input is never retried). */
+  LOAD_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
+  /** First retry delay; doubles each try. */
+  LOAD_BACKOFF_MS: z.coerce.number().int().min(0).default(2_000),
+  /** A worker that stops renewing its job lock this long (killed, hung) loses the job to another. */
+  LOAD_LOCK_MS: z.coerce.number().int().min(500).default(30_000),
+  /** How often workers look for jobs whose worker died. */
+  LOAD_STALLED_CHECK_MS: z.coerce.number().int().min(200).default(15_000),
+  /** Longest `?wait=true` on POST /loads waits before answering 202 with the current state. */
+  LOAD_WAIT_MS: z.coerce.number().int().min(0).default(15 * 60_000),
+  /**
+   * Checks foreign keys once per chunk, set-based (and locks the referenced rows FOR KEY SHARE as
+   * the per-row triggers would), then writes with session_replication_role = replica so the
+   * per-row trigger checks are skipped. Needs superuser or `GRANT SET ON PARAMETER
+   * session_replication_role`; without it loads fall back to the triggers, correct but slower.
+   */
+  LOAD_SET_BASED_FK: z
+    .enum(['true', 'false', '1', '0'])
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
 });
 
 export type Config = Readonly<

@@ -105,7 +105,8 @@ export function checkDatetime(v: unknown): string | FieldError {
   if (off === 'Z') return s.charCodeAt(10) === 84 ? s : s.slice(0, 10) + 'T' + s.slice(11);
   const oh = +off.slice(1, 3);
   const om = +off.slice(off.length - 2);
-  if (oh > 18 || om > 59) return new FieldError(`has an impossible UTC offset: ${off}`);
+  // PostgreSQL's timestamptz takes offsets up to ±15:59; a larger one would fail a whole write.
+  if (oh > 15 || om > 59) return new FieldError(`has an impossible UTC offset: ${off}`);
   const body = s.slice(0, s.length - off.length);
   const norm = off.length === 5 ? `${off.slice(0, 3)}:${off.slice(3)}` : off;
   return (body.charCodeAt(10) === 84 ? body : body.slice(0, 10) + 'T' + body.slice(11)) + norm;

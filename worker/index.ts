@@ -1,4 +1,5 @@
 import type { Services } from '../core/context.js';
+import { startLoadWorker } from './loads.js';
 
 export interface Workers {
   close(): Promise<void>;
@@ -10,6 +11,8 @@ export interface Workers {
  */
 export async function startWorkers(services: Services): Promise<Workers> {
   const closers: (() => Promise<void>)[] = [];
+  const loads = startLoadWorker(services);
+  closers.push(() => loads.close());
   services.log.info({ queuePrefix: services.config.QUEUE_PREFIX }, 'workers started');
   return {
     async close() {

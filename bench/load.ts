@@ -1,0 +1,168 @@
+/**
+ * `npm run bench:load -- [--rows 1000000] [--phases empty,same,changed,copy] [--chunk N]`
+ *
+ * Loads a generated hired_employees file (and its departments and jobs) through the real service:
+ * the HTTP app in this process, one worker process (`main.ts --worker`) doing the work, a fresh
+ * database. Phases, each timed from the load's own startedAt/finishedAt:
+ *   empty    into the empty table (inserts)
+ *   same     the same file again (upsert path; every row unchanged, nothing rewritten)
+ *   changed  a file with the same ids and other values (upsert path; every row updated)
+ *   copy     `psql \copy` of the same file into a fresh database with the same PK+FK schema
+ * and prints rows/s, ratios to \copy, and the worker's peak RSS (VmHWM).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { createApp } from '../api/app.js';
+import { loadConfig } from '../core/config.js';
+import { createPool } from '../core/db.js';
+import { createLogger } from '../core/log.js';
+import { migrate } from '../core/migrate.js';
+import { createQueues } from '../core/queues.js';
+import { createRedis } from '../core/redis.js';
+import { generate } from './gen.js';
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '1000000' },
+    phases: { type: 'string', default: 'empty,same,changed,copy' },
+    chunk: { type: 'string' },
+    'bad-share': { type: 'string', default: '0' },
+    pg: { type: 'string', default: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
+    redis: { type: 'string', default: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
+  },
+});
+const rows = Number(values.rows);
+const badShare = Number(values['bad-share']);
+const phases = new Set(values.phases.split(','));
+const root = path.resolve(import.meta.dirname, '..');
+const stamp = Date.now().toString(36);
+
+const dbUrl = (name: string) => {
+  const u = new URL(values.pg);
+  u.pathname = `/${name}`;
+  return u.toString();
+};
+async function admin(sql: string): Promise<void> {
+  const c = new pg.Client({ connectionString: values.pg });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-load-'));
+const dbName = `bench_load_${stamp}`;
+const copyDb = `bench_copy_${stamp}`;
+
+type Load = {
+  status: string;
+  rowsRead: number;
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  startedAt: string;
+  finishedAt: string;
+  error: string | null;
+};
+
+try {
+  const gen = path.join(dataDir, 'landing', 'gen');
+  let t = performance.now();
+  await generate({ rows, out: gen, seed: 1, badShare });
+  if (phases.has('changed')) await generate({ rows, out: path.join(gen, 'changed'), seed: 2, badShare });
+  console.log(`generated ${rows} rows (bad share ${badShare}) in ${((performance.now() - t) / 1000).toFixed(1)} s under ${gen}`);
+
+  await admin(`CREATE DATABASE ${dbName}`);
+  const env = {
+    DATABASE_URL: dbUrl(dbName),
+    REDIS_URL: values.redis,
+    DATA_DIR: dataDir,
+    QUEUE_PREFIX: `bench_${stamp}`,
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+    ...(values.chunk ? { LOAD_CHUNK_ROWS: values.chunk } : {}),
+  };
+  const config = loadConfig(env);
+  const pool = createPool(config.DATABASE_URL, 4);
+  await migrate(pool);
+  const redis = createRedis(config.REDIS_URL);
+  const queues = createQueues(config, redis);
+  const app = createApp({ config, pool, redis, queues, log: createLogger('silent') });
+
+  const worker = spawn(process.execPath, ['--import', 'tsx', 'main.ts', '--worker'], {
+    cwd: root,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const peakRss = async () => {
+    const status = await readFile(`/proc/${worker.pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  };
+  const load = async (table: string, file: string): Promise<Load & { seconds: number }> => {
+    const res = await app.request('/loads?wait=true', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ table, path: file }),
+    });
+    const l = (await res.json()) as Load;
+    if (l.status !== 'succeeded') throw new Error(`load of ${file} ended ${l.status}: ${l.error}`);
+    return { ...l, seconds: (Date.parse(l.finishedAt) - Date.parse(l.startedAt)) / 1000 };
+  };
+
+  await sleep(1500); // the worker process starting
+  await load('departments', 'gen/departments.csv');
+  await load('jobs', 'gen/jobs.csv');
+  const rates: Record<string, number> = {};
+  const run = async (name: string, file: string) => {
+    const l = await load('hired_employees', file);
+    rates[name] = rows / l.seconds;
+    console.log(
+      `${name.padEnd(8)} ${l.seconds.toFixed(2).padStart(7)} s ${Math.round(rates[name]!).toLocaleString('en').padStart(10)} rows/s` +
+        `  (read ${l.rowsRead}, inserted ${l.inserted}, updated ${l.updated}, unchanged ${l.unchanged}, rejected ${l.rejected})` +
+        `  worker peak RSS so far ${(await peakRss()).toFixed(0)} MB`,
+    );
+  };
+  if (phases.has('empty') || phases.has('same') || phases.has('changed')) await run('empty', 'gen/hired_employees.csv');
+  if (phases.has('same')) await run('same', 'gen/hired_employees.csv');
+  if (phases.has('changed')) await run('changed', 'gen/changed/hired_employees.csv');
+  const rss = await peakRss();
+  worker.kill('SIGTERM');
+  await new Promise((r) => worker.once('exit', r));
+  await queues.close();
+  await pool.end();
+  await redis.quit();
+
+  if (phases.has('copy')) {
+    if (badShare > 0) throw new Error('\\copy needs a clean file: use --bad-share 0 with the copy phase');
+    await admin(`CREATE DATABASE ${copyDb}`);
+    const copyPool = createPool(dbUrl(copyDb), 1);
+    await migrate(copyPool);
+    await copyPool.end();
+    const psql = (cmd: string) =>
+      execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', dbUrl(copyDb), '-c', cmd], { stdio: 'inherit' });
+    psql(`\\copy departments FROM '${path.join(gen, 'departments.csv')}' csv`);
+    psql(`\\copy jobs FROM '${path.join(gen, 'jobs.csv')}' csv`);
+    t = performance.now();
+    psql(`\\copy hired_employees FROM '${path.join(gen, 'hired_employees.csv')}' csv`);
+    const s = (performance.now() - t) / 1000;
+    rates.copy = rows / s;
+    console.log(
+      `\\copy+FK ${s.toFixed(2).padStart(7)} s ${Math.round(rates.copy).toLocaleString('en').padStart(10)} rows/s  (same file, same PK+FK schema, fresh database)`,
+    );
+    for (const k of ['empty', 'same', 'changed']) {
+      if (rates[k]) console.log(`ratio ${k} / \\copy+FK: ${(rates[k]! / rates.copy).toFixed(2)}x`);
+    }
+  }
+  console.log(`worker peak RSS (VmHWM): ${rss.toFixed(0)} MB for ${rows} rows`);
+} finally {
+  await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
+  await admin(`DROP DATABASE IF EXISTS ${copyDb} WITH (FORCE)`).catch(() => {});
+  await rm(dataDir, { recursive: true, force: true });
+}
