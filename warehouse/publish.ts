@@ -62,6 +62,8 @@ export async function publish(layout: WarehouseLayout, ledger: Ledger, log: Logg
         const info = await queryRows<{ last_batch: number }>(conn, 'SELECT last_batch::INTEGER AS last_batch FROM warehouse_info');
         // The sidecar is a hint; the file itself says what it holds.
         if (info[0]?.last_batch !== published!.lastBatch) throw new Error('published file does not match its sidecar');
+        // One transaction: no automatic checkpoint can move rowids in the middle of it.
+        await conn.run('BEGIN TRANSACTION');
         await applyNewDeltas(conn, layout, ledger, published!.lastBatch);
       } else {
         await createStarSchema(conn, {
@@ -78,7 +80,8 @@ export async function publish(layout: WarehouseLayout, ledger: Ledger, log: Logg
         build,
         Math.round(performance.now() - started),
       ]);
-      await applyComments(conn);
+      if (incremental) await conn.run('COMMIT');
+      else await applyComments(conn);
     });
     await rm(`${building}.wal`, { force: true });
     await rename(building, layout.duckdb);
