@@ -48,17 +48,21 @@ test('inserts, updates and deletes reach the warehouse as a delta of only the ch
   await s.pool.query(`INSERT INTO hired_employees VALUES (1000, 'New Person', '2021-03-01T00:30:00+02:00', 2, 3)`); // 2021-02-28 UTC, Q1
   await s.pool.query(`UPDATE hired_employees SET datetime = '2019-06-01T00:00:00Z', department_id = 4 WHERE id IN (5, 6)`);
   await s.pool.query(`DELETE FROM hired_employees WHERE id BETWEEN 10 AND 12`);
+  // The API's upsert (INSERT ... ON CONFLICT DO UPDATE) is seen by the UPDATE trigger.
+  await s.pool.query(`INSERT INTO hired_employees VALUES (15, 'Upserted Name', '2021-01-15T00:00:00Z', 1, 1)
+                      ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name`);
   // An upsert that changes nothing writes nothing, and so logs nothing.
   await s.pool.query(`INSERT INTO hired_employees SELECT * FROM hired_employees WHERE id = 20
                       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name WHERE false`);
   const r = await refreshWarehouse(s);
   expect(r.build).toBe('incremental');
   expect(r.exported).toEqual([
-    { table: 'hired_employees', kind: 'delta', path: expect.stringMatching(/delta-\d+\.parquet$/), rows: 6, deleted: 3 },
+    { table: 'hired_employees', kind: 'delta', path: expect.stringMatching(/delta-\d+\.parquet$/), rows: 7, deleted: 3 },
   ]);
   await expectInStep();
   const fact = await duckHires(reader);
   expect(fact.find((h) => h.id === 1000)?.at).toBe('2021-02-28 22:30:00.000000');
+  expect(fact.find((h) => h.id === 15)?.name).toBe('Upserted Name');
 });
 
 test('a transaction that commits after an export is picked up by the next one', async () => {

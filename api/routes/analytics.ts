@@ -87,12 +87,12 @@ export function registerAnalytics(app: OpenAPIHono, { config }: Services): void 
     const csv = wantsCsv(format, c.req.header('accept'));
     return reader.use(async (conn, info) =>
       answer(c, info, await hiresByQuarter(conn, year), ['department', 'job', 'q1', 'q2', 'q3', 'q4'], csv),
-    ) as never;
+    );
   });
 
   app.openapi(aboveMean, async (c) => {
     const { year, format } = c.req.valid('query');
     const csv = wantsCsv(format, c.req.header('accept'));
-    return reader.use(async (conn, info) => answer(c, info, await departmentsAboveMean(conn, year), ['id', 'department', 'hired'], csv)) as never;
+    return reader.use(async (conn, info) => answer(c, info, await departmentsAboveMean(conn, year), ['id', 'department', 'hired'], csv));
   });
 }
