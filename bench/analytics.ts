@@ -50,8 +50,9 @@ const pct = (xs: number[], p: number) => {
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
 async function generate(pool: pg.Pool): Promise<void> {
-  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM hired_employees');
-  if (!FRESH && rows[0]!.n === ROWS) {
+  await pool.query('CREATE TABLE IF NOT EXISTS bench_generated (rows bigint NOT NULL)');
+  const { rows } = await pool.query<{ rows: number }>('SELECT rows FROM bench_generated');
+  if (!FRESH && rows[0]?.rows === ROWS) {
     say(`reusing ${ROWS.toLocaleString()} hires already in hr_bench_analytics (pass --fresh to regenerate)`);
     return;
   }
@@ -74,6 +75,8 @@ async function generate(pool: pg.Pool): Promise<void> {
     );
     await c.query('DELETE FROM warehouse_changes');
     await c.query('DELETE FROM warehouse_batches');
+    await c.query('DELETE FROM bench_generated');
+    await c.query('INSERT INTO bench_generated VALUES ($1)', [ROWS]);
   } finally {
     await c.query('RESET session_replication_role').catch(() => {});
     c.release();
@@ -84,10 +87,12 @@ async function generate(pool: pg.Pool): Promise<void> {
 
 /** 1,000 changed rows: 500 updates, 400 inserts, 100 deletes, spread over the table. */
 async function change1000(pool: pg.Pool, round: number): Promise<void> {
-  const base = ROWS + 1 + round * 1000;
+  // Ids differ from run to run (the bench database is reused), so every round changes 1,000 rows.
+  round += Date.now() % 1_000_000;
+  const base = (await pool.query<{ m: number }>('SELECT max(id) AS m FROM hired_employees')).rows[0]!.m + 1;
   await pool.query(
     `UPDATE hired_employees SET department_id = 1 + (department_id % 12), datetime = datetime + interval '40 days'
-      WHERE id IN (SELECT 1 + ((g * 104729 + $1 * 7) % $2) FROM generate_series(1, 500) g)`,
+      WHERE id IN (SELECT id FROM hired_employees WHERE id IN (SELECT 1 + ((g * 104729 + $1 * 7) % $2) FROM generate_series(1, 600) g) LIMIT 500)`,
     [round, ROWS],
   );
   await pool.query(
@@ -95,7 +100,11 @@ async function change1000(pool: pg.Pool, round: number): Promise<void> {
        FROM generate_series(0, 399) g`,
     [base],
   );
-  await pool.query(`DELETE FROM hired_employees WHERE id IN (SELECT 1 + ((g * 1299709 + $1 * 13) % $2) FROM generate_series(1, 100) g)`, [round, ROWS]);
+  await pool.query(
+    `DELETE FROM hired_employees
+      WHERE id IN (SELECT id FROM hired_employees WHERE id IN (SELECT 1 + ((g * 1299709 + $1 * 13) % $2) FROM generate_series(1, 150) g) LIMIT 100)`,
+    [round, ROWS],
+  );
 }
 
 async function startServer(config: { DATA_DIR: string }, port: number): Promise<() => void> {
