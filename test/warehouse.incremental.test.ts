@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
@@ -105,6 +105,9 @@ test('TRUNCATE and a bulk reload are exported as a new base', async () => {
   expect(r.exported.map((e) => [e.table, e.kind])).toEqual([['hired_employees', 'base']]);
   expect(r.build).toBe('full');
   expect((await pgHires(s.pool)).length).toBeLessThan(before.length);
+  // The new base replaces the older files of that table, on disk too.
+  const files = await readdir(path.join(layoutOf(s.config.dirs.warehouse).parquet, 'hired_employees'));
+  expect(files).toEqual([expect.stringMatching(/^base-\d+$/)]);
   await expectInStep();
 });
 

@@ -92,13 +92,23 @@ export async function exportChanges(client: PoolClient, layout: WarehouseLayout,
       const deleted = await csvToParquet(layout, table, kind, batch, csv, rel);
       exported.push({ table, kind, path: rel, rows: copy.rowCount, deleted });
     }
+    const superseded: string[] = [];
     for (const e of exported) {
       await client.query(
         `INSERT INTO warehouse_batches (batch, table_name, kind, path, rows, deleted) VALUES ($1, $2, $3, $4, $5, $6)`,
         [batch, e.table, e.kind, e.path, e.rows, e.deleted],
       );
+      if (e.kind === 'base') {
+        // A new base replaces everything before it for that table.
+        const { rows } = await client.query<{ path: string }>(
+          'DELETE FROM warehouse_batches WHERE table_name = $1 AND batch < $2 RETURNING path',
+          [e.table, batch],
+        );
+        superseded.push(...rows.map((r) => r.path));
+      }
     }
     await client.query('COMMIT');
+    await Promise.all(superseded.map((p) => rm(path.join(layout.parquet, p), { recursive: true, force: true })));
     log.info({ batch, tables: exported }, 'warehouse export');
     return { batch, tables: exported };
   } catch (err) {
