@@ -19,8 +19,8 @@ export interface Queues {
   readonly loads: Queue;
   readonly warehouse: Queue;
   readonly backups: Queue;
-  /** How long a requested warehouse refresh waits to absorb the requests after it. */
-  readonly warehouseDebounceMs: number;
+  /** How long a requested warehouse refresh waits to absorb the requests after it (default 1000 ms). */
+  readonly warehouseDebounceMs?: number;
   close(): Promise<void>;
 }
 
@@ -65,7 +65,7 @@ export async function requestWarehouseRefresh(
     'refresh',
     { reason },
     {
-      delay: opts.immediate ? 0 : queues.warehouseDebounceMs,
+      delay: opts.immediate ? 0 : (queues.warehouseDebounceMs ?? 1_000),
       deduplication: { id: REFRESH_DEDUP_ID },
       attempts: 3,
       backoff: { type: 'exponential', delay: 2_000 },
