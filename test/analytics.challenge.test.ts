@@ -44,6 +44,14 @@ test('before the first refresh the analytics answer 503 saying how to build the 
   expect(await status.json()).toMatchObject({ status: 'not_built', refreshedAt: null });
 });
 
+test('a warehouse built from empty tables answers empty lists', async () => {
+  expect((await app.request('/warehouse/refresh?wait=true', { method: 'POST' })).status).toBe(200);
+  const res = await app.request('/analytics/hires-by-quarter');
+  expect(res.status).toBe(200);
+  expect(await res.json()).toEqual([]);
+  expect(await (await app.request('/analytics/departments-above-mean')).json()).toEqual([]);
+});
+
 test('the challenge data gives the expected metrics', async () => {
   for (const t of TABLE_NAMES) await ingestFile(t);
   const refresh = await app.request('/warehouse/refresh?wait=true', { method: 'POST' });
