@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
@@ -134,5 +134,18 @@ test('deltas that pile up are compacted into a new base, and the Parquet files a
   // A full rebuild from the compacted Parquet gives the same warehouse as the incremental path.
   const full = await refreshWarehouse(s, { full: true });
   expect(full.build).toBe('full');
+  await expectInStep();
+});
+
+test('a wiped warehouse folder is rebuilt from PostgreSQL on the next refresh', async () => {
+  await rm(s.config.dirs.warehouse, { recursive: true, force: true });
+  await s.pool.query(`UPDATE hired_employees SET name = 'After wipe' WHERE id = 4`);
+  const r = await refreshWarehouse(s);
+  expect(r.exported.map((e) => [e.table, e.kind])).toEqual([
+    ['departments', 'base'],
+    ['jobs', 'base'],
+    ['hired_employees', 'base'],
+  ]);
+  expect(r.build).toBe('full');
   await expectInStep();
 });

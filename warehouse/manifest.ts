@@ -1,4 +1,6 @@
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import type { PoolClient } from '../core/db.js';
+import type { Logger } from '../core/log.js';
 import path from 'node:path';
 import { TABLE_NAMES, TABLES } from '../core/tables.js';
 import { duckType } from './duck.js';
@@ -63,4 +65,21 @@ export async function removeOrphans(layout: WarehouseLayout, ledger: Ledger): Pr
   }
   await rm(layout.tmp, { recursive: true, force: true });
   return removed;
+}
+
+/**
+ * When files the ledger names are gone (DATA_DIR wiped or moved, the database kept), forgets that
+ * table's files so the next export takes a fresh base of it from PostgreSQL. Returns the tables.
+ */
+export async function forgetMissingFiles(client: PoolClient, layout: WarehouseLayout, ledger: Ledger, log: Logger): Promise<string[]> {
+  const lost: string[] = [];
+  for (const table of TABLE_NAMES) {
+    const files = liveFiles(ledger).filter((f) => f.table === table && f.rows > 0);
+    const exists = await Promise.all(files.map((f) => access(path.join(layout.parquet, f.path)).then(() => true, () => false)));
+    if (exists.every(Boolean)) continue;
+    await client.query('DELETE FROM warehouse_batches WHERE table_name = $1', [table]);
+    log.warn({ table }, 'warehouse Parquet files are missing; the next export takes the whole table again');
+    lost.push(table);
+  }
+  return lost;
 }

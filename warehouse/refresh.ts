@@ -5,7 +5,7 @@ import { compact } from './compact.js';
 import { exportChanges, type ExportedTable } from './export.js';
 import { readLedger } from './ledger.js';
 import { layoutOf } from './layout.js';
-import { removeOrphans, writeManifest } from './manifest.js';
+import { forgetMissingFiles, removeOrphans, writeManifest } from './manifest.js';
 import { publish } from './publish.js';
 
 /** Arbitrary constant: the advisory lock that keeps two refreshes (in any process) from overlapping. */
@@ -39,6 +39,8 @@ export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts:
   try {
     await client.query('SELECT pg_advisory_lock($1)', [REFRESH_LOCK]);
     try {
+      const before = await readLedger(client);
+      await forgetMissingFiles(client, layout, before, log);
       await removeOrphans(layout, await readLedger(client));
       const exported = await exportChanges(client, layout, log);
       let ledger = await readLedger(client);
