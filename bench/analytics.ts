@@ -16,7 +16,7 @@
  * BENCH_REDIS_URL, BENCH_ROWS (default 10000000), BENCH_HTTP_REQUESTS (default 300), BENCH_PG_RUNS (default 10).
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -24,6 +24,7 @@ import { loadConfig } from '../core/config.js';
 import { createPool, ensureDatabase } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { migrate } from '../core/migrate.js';
+import { layoutOf } from '../warehouse/layout.js';
 import { refreshWarehouse, type RefreshResult } from '../warehouse/refresh.js';
 import { PG_DEPARTMENTS_ABOVE_MEAN, PG_HIRES_BY_QUARTER } from './pg-metrics.js';
 
@@ -48,12 +49,24 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 };
 const say = (s: string) => process.stdout.write(`${s}\n`);
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
+
+async function du(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(path.join(e.parentPath, e.name))).size;
+  }
+  return total;
+}
 
 async function generate(pool: pg.Pool): Promise<void> {
   await pool.query('CREATE TABLE IF NOT EXISTS bench_generated (rows bigint NOT NULL)');
   const { rows } = await pool.query<{ rows: number }>('SELECT rows FROM bench_generated');
   if (!FRESH && rows[0]?.rows === ROWS) {
     say(`reusing ${ROWS.toLocaleString()} hires already in hr_bench_analytics (pass --fresh to regenerate)`);
+    // This run has a new, empty DATA_DIR: forget the previous run's Parquet files and change log.
+    await pool.query('DELETE FROM warehouse_batches');
+    await pool.query('DELETE FROM warehouse_changes');
     return;
   }
   const t = performance.now();
@@ -167,6 +180,8 @@ async function main(): Promise<void> {
       `  [export ${fmt(full.ms.export)}, build+publish ${fmt(full.ms.publish)}]`);
     const rebuild = await refreshWarehouse(deps, { full: true });
     say(`full DuckDB rebuild from Parquet only: ${fmt(rebuild.ms.total)}`);
+    const layout = layoutOf(config.dirs.warehouse);
+    say(`sizes: hr.duckdb ${mb((await stat(layout.duckdb)).size)}, Parquet ${mb(await du(layout.parquet))}`);
 
     const incr: RefreshResult[] = [];
     for (let round = 0; round < 3; round++) {
