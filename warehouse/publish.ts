@@ -46,7 +46,18 @@ export async function publish(layout: WarehouseLayout, ledger: Ledger, log: Logg
   const target = lastBatch(ledger);
   const published = existsSync(layout.duckdb) ? await readSidecar(layout) : null;
   const baseAfter = (batch: number) => TABLE_NAMES.some((t) => (ledger[t].base?.batch ?? 0) > batch);
-  const incremental = !opts.full && published !== null && published.schemaVersion === SCHEMA_VERSION && !baseAfter(published.lastBatch);
+  // Changes bigger than a quarter of a table are cheaper to build in full than to apply.
+  const bigChange = (after: number) =>
+    TABLE_NAMES.some((t) => {
+      const changed = ledger[t].deltas.filter((d) => d.batch > after).reduce((n, d) => n + d.rows, 0);
+      return changed > 1000 && changed > 0.25 * (ledger[t].base?.rows ?? 0);
+    });
+  const incremental =
+    !opts.full &&
+    published !== null &&
+    published.schemaVersion === SCHEMA_VERSION &&
+    !baseAfter(published.lastBatch) &&
+    !bigChange(published.lastBatch);
   if (incremental && published.lastBatch >= target) {
     return { build: 'none', version: published.lastBatch, refreshedAt: published.refreshedAt, ms: 0 };
   }

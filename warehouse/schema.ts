@@ -46,8 +46,11 @@ export async function applyChanges(conn: DuckDBConnection, changed: Set<string>)
     // Finding the old versions scans fact_hires.hire_id once (no index: an ART index on 10M rows
     // costs more at build and checkpoint than it saves). A literal IN list scans faster than a
     // semi-join, and deleting by rowid avoids a second scan.
-    const ids = await queryRows<{ id: number }>(conn, 'SELECT id FROM chg_hired_employees');
-    const match = ids.length <= 20_000 ? ids.map((r) => r.id).join(', ') || 'NULL' : 'SELECT id FROM chg_hired_employees';
+    const [{ n }] = (await queryRows<{ n: number }>(conn, 'SELECT count(*)::INTEGER AS n FROM chg_hired_employees')) as [{ n: number }];
+    const match =
+      n <= 20_000
+        ? (await queryRows<{ id: number }>(conn, 'SELECT id FROM chg_hired_employees')).map((r) => r.id).join(', ') || 'NULL'
+        : 'SELECT id FROM chg_hired_employees';
     await conn.run(`CREATE TEMP TABLE old_hires AS SELECT rowid AS rid, * FROM fact_hires WHERE hire_id IN (${match})`);
     await conn.run(`CREATE TEMP TABLE new_hires AS ${FACT_SELECT} FROM chg_hired_employees WHERE NOT _deleted`);
     await conn.run(`CREATE TEMP TABLE agg_diff AS
