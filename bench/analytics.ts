@@ -24,6 +24,7 @@ import { loadConfig } from '../core/config.js';
 import { createPool, ensureDatabase } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { migrate } from '../core/migrate.js';
+import { createRedis } from '../core/redis.js';
 import { layoutOf } from '../warehouse/layout.js';
 import { refreshWarehouse, type RefreshResult } from '../warehouse/refresh.js';
 import { PG_DEPARTMENTS_ABOVE_MEAN, PG_HIRES_BY_QUARTER } from './pg-metrics.js';
@@ -35,6 +36,7 @@ const ROWS = Number(env.BENCH_ROWS ?? 10_000_000);
 const HTTP_REQUESTS = Number(env.BENCH_HTTP_REQUESTS ?? 300);
 const PG_RUNS = Number(env.BENCH_PG_RUNS ?? 10);
 const FRESH = process.argv.includes('--fresh');
+const QUEUE_PREFIX = `bench-analytics-${process.pid}`;
 const YEAR = 2021;
 
 const dbUrl = (() => {
@@ -124,7 +126,7 @@ async function startServer(config: { DATA_DIR: string }, port: number): Promise<
   const tsx = path.join(process.cwd(), 'node_modules', '.bin', 'tsx');
   const child = spawn(tsx, ['main.ts', '--api'], {
     env: { ...env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: dbUrl, REDIS_URL: REDIS, DATA_DIR: config.DATA_DIR,
-      QUEUE_PREFIX: `bench-analytics-${process.pid}`, LOG_LEVEL: 'warn', API_KEY: '' },
+      QUEUE_PREFIX, LOG_LEVEL: 'warn', API_KEY: '' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   for (let i = 0; i < 200; i++) {
@@ -217,6 +219,10 @@ async function main(): Promise<void> {
       }
     } finally {
       stop();
+      const redis = createRedis(REDIS);
+      const keys = await redis.keys(`${QUEUE_PREFIX}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await redis.quit();
     }
   } finally {
     await pool.end();
