@@ -8,6 +8,8 @@ import { registerDashboard } from './routes/dashboard.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
 import { registerLoads } from './routes/loads.js';
+import { registerAnalytics } from './routes/analytics.js';
+import { registerWarehouse } from './routes/warehouse.js';
 
 /** The HTTP API. Routes are thin: parse, validate, call a service, shape the answer. */
 export function createApp(services: Services): OpenAPIHono {
@@ -33,6 +35,8 @@ export function createApp(services: Services): OpenAPIHono {
   registerHealth(app, services);
   registerIngest(app, services);
   registerLoads(app, services);
+  registerWarehouse(app, services);
+  registerAnalytics(app, services);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -66,6 +66,12 @@ const schema = z.object({
     .enum(['true', 'false', '1', '0'])
     .default('true')
     .transform((v) => v === 'true' || v === '1'),
+  /** A requested warehouse refresh waits this long, absorbing the requests that follow it. */
+  WAREHOUSE_REFRESH_DEBOUNCE_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
+  /** A table's Parquet deltas are merged into a new base once this many pile up. */
+  WAREHOUSE_COMPACT_AFTER: z.coerce.number().int().min(1).max(10_000).default(16),
+  /** Longest `POST /warehouse/refresh?wait=true` waits before answering 202 with the job id. */
+  WAREHOUSE_REFRESH_WAIT_MS: z.coerce.number().int().min(1).max(3_600_000).default(600_000),
 });
 
 export type Config = Readonly<

@@ -75,7 +75,7 @@ test('the dashboard draws both charts and the table from the challenge data', as
   await expect.poll(() => page.locator('#hbq-count').textContent()).toBe('933');
 
   // Above the mean: the seven departments, biggest first, and the mean line.
-  const labels = await page.locator('#am-chart svg > text').allTextContents();
+  const labels = await page.locator('#am-chart svg > text[text-anchor="end"]').allTextContents();
   expect(labels.slice(0, 7)).toEqual(['Support', 'Engineering', 'Human Resources', 'Services', 'Business Development', 'Research and Development', 'Marketing']);
   expect(await page.locator('#am-chart svg line[data-series="mean"]').count()).toBe(1);
   expect(await page.locator('#am-chart svg rect').count()).toBe(7);

@@ -1,5 +1,6 @@
 import type { Services } from '../core/context.js';
 import { startLoadWorker } from './loads.js';
+import { startWarehouseWorker } from './warehouse.js';
 
 export interface Workers {
   close(): Promise<void>;
@@ -13,6 +14,7 @@ export async function startWorkers(services: Services): Promise<Workers> {
   const closers: (() => Promise<void>)[] = [];
   const loads = startLoadWorker(services);
   closers.push(() => loads.close());
+  closers.push(await startWarehouseWorker(services));
   services.log.info({ queuePrefix: services.config.QUEUE_PREFIX }, 'workers started');
   return {
     async close() {

@@ -1,0 +1,31 @@
+// A notebook stand-in, run as a separate process: opens the published DuckDB file READ_ONLY,
+// holds one instance open the whole time and also reopens the file on every round, for `ms`
+// milliseconds. Prints one JSON line per round; exits 1 on the first error.
+import { DuckDBInstance } from '@duckdb/node-api';
+
+const [file, ms] = [process.argv[2], Number(process.argv[3] ?? 3000)];
+const held = await DuckDBInstance.create(file, { access_mode: 'READ_ONLY' });
+const heldConn = await held.connect();
+const count = async (conn) =>
+  Number((await conn.runAndReadAll('SELECT count(*) FROM fact_hires')).getRowsJS()[0][0]);
+const end = Date.now() + ms;
+let rounds = 0;
+try {
+  process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+  while (Date.now() < end) {
+    const fresh = await DuckDBInstance.create(file, { access_mode: 'READ_ONLY' });
+    const conn = await fresh.connect();
+    const version = Number((await conn.runAndReadAll('SELECT version FROM warehouse_info')).getRowsJS()[0][0]);
+    process.stdout.write(`${JSON.stringify({ held: await count(heldConn), fresh: await count(conn), version })}\n`);
+    conn.closeSync();
+    fresh.closeSync();
+    rounds++;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+} catch (err) {
+  process.stdout.write(`${JSON.stringify({ error: String(err?.message ?? err) })}\n`);
+  process.exit(1);
+}
+heldConn.closeSync();
+held.closeSync();
+process.stdout.write(`${JSON.stringify({ done: true, rounds })}\n`);
