@@ -13,6 +13,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { rng } from './support.js';
 
 export const DEPARTMENTS = [
   'Product Management', 'Sales', 'Research and Development', 'Business Development', 'Engineering',
@@ -24,18 +25,6 @@ const LEVELS = ['', ' I', ' II', ' III', ' IV'];
 const FIRST = ['Harold', 'Ty', 'Lyman', 'Thia', 'Ludvig', 'Cirstoforo', 'Beltran', 'Ana', 'Marta', 'José', 'Zoë', 'Kenji', 'Amara', 'Liam', 'Noor', 'Sven'];
 const LAST = ['Vogt', 'Hofer', 'Hadye', 'Morican', 'Norwood', 'Martinetto', 'Natte', 'García', 'Okafor', 'Schmidt', 'Tanaka', 'Dubois', 'Rossi', 'Nowak'];
 export const JOB_COUNT = 183;
-
-/** mulberry32: small, fast, deterministic. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function writeLines(file: string, count: number, line: (i: number) => string): Promise<void> {
   const out: WriteStream = createWriteStream(file);
