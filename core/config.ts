@@ -40,6 +40,15 @@ const schema = z.object({
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /** Connections in the PostgreSQL pool of one process. */
   PG_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  /** Cron pattern (5 or 6 fields, UTC) for scheduled backups of every table; empty: none. */
+  BACKUP_CRON: z
+    .string()
+    .trim()
+    .regex(/^\S+(\s+\S+){4,5}$/, 'BACKUP_CRON must be a cron pattern of 5 or 6 fields, e.g. "0 3 * * *"')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  /** Backup sets to keep: after each backup the oldest beyond this many are deleted; 0 keeps all. */
+  BACKUP_KEEP: z.coerce.number().int().min(0).default(7),
 });
 
 export type Config = Readonly<
