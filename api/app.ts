@@ -4,6 +4,7 @@ import { requestId } from 'hono/request-id';
 import type { Services } from '../core/context.js';
 import { errorBody, handleError } from './errors.js';
 import { accessLog, requireApiKey } from './middleware.js';
+import { registerBackups } from './routes/backups.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
 
@@ -29,6 +30,7 @@ export function createApp(services: Services): OpenAPIHono {
 
   registerHealth(app, services);
   registerIngest(app, services);
+  registerBackups(app, services);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -1,4 +1,5 @@
 import type { Services } from '../core/context.js';
+import { startBackupWorker } from './backups.js';
 
 export interface Workers {
   close(): Promise<void>;
@@ -10,6 +11,7 @@ export interface Workers {
  */
 export async function startWorkers(services: Services): Promise<Workers> {
   const closers: (() => Promise<void>)[] = [];
+  closers.push(await startBackupWorker(services));
   services.log.info({ queuePrefix: services.config.QUEUE_PREFIX }, 'workers started');
   return {
     async close() {

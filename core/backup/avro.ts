@@ -69,6 +69,13 @@ export function isoToMicros(s: string): Micros {
 }
 
 class TimestampMicros extends avro.types.LogicalType {
+  constructor(schema: avro.Schema, opts?: unknown) {
+    super(schema, opts);
+    // avsc builds the underlying type from the schema object itself, past any registry entry for
+    // "long"; swap in the long that takes bigints.
+    (this as unknown as { _underlyingType: avro.Type })._underlyingType = SafeOrBigLong;
+  }
+
   protected override _fromValue(v: Micros): string {
     return microsToIso(v);
   }
@@ -83,10 +90,8 @@ class TimestampMicros extends avro.types.LogicalType {
   }
 }
 
-const TYPE_OPTIONS = {
-  logicalTypes: { 'timestamp-micros': TimestampMicros },
-  registry: { long: SafeOrBigLong },
-};
+/** Fresh each time: avsc records named types in the options' registry. */
+const typeOptions = () => ({ logicalTypes: { 'timestamp-micros': TimestampMicros }, registry: {} });
 
 function fieldType(c: Column): avro.Schema {
   switch (c.kind) {
@@ -116,7 +121,7 @@ const types = new Map<TableName, avro.Type>();
 export function avroType(table: TableDef): avro.Type {
   let t = types.get(table.name);
   if (!t) {
-    t = avro.Type.forSchema(avroSchema(table), { ...TYPE_OPTIONS, registry: { ...TYPE_OPTIONS.registry } });
+    t = avro.Type.forSchema(avroSchema(table), typeOptions());
     types.set(table.name, t);
   }
   return t;
@@ -124,7 +129,7 @@ export function avroType(table: TableDef): avro.Type {
 
 /** Builds a file's writer type with our logical types, the way BlockDecoder's `parseHook` wants. */
 export function parseWriterSchema(schema: avro.Schema): avro.Type {
-  return avro.Type.forSchema(schema, { ...TYPE_OPTIONS, registry: { ...TYPE_OPTIONS.registry } });
+  return avro.Type.forSchema(schema, typeOptions());
 }
 
 /**

@@ -7,7 +7,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import type { Services } from '../context.js';
 import type { PoolClient } from '../db.js';
 import { TABLE_NAMES, TABLES, type TableName } from '../tables.js';
-import { avroSchema, BLOCK_SIZE, CODEC, codecs } from './avro.js';
+import { avroType, BLOCK_SIZE, CODEC, codecs } from './avro.js';
 import { BinaryCopyToRecords, backupQuery } from './copy-binary.js';
 import { Digest } from './digest.js';
 import {
@@ -48,6 +48,7 @@ export async function createBackup(services: Services, opts: BackupOptions = {})
 
   const client = await pool.connect();
   let manifest: Manifest;
+  let failed: Error | undefined;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     // The first statement fixes the snapshot every COPY below reads.
@@ -61,6 +62,8 @@ export async function createBackup(services: Services, opts: BackupOptions = {})
       await opts.onTable?.(table);
     }
     await client.query('COMMIT');
+    // Only now do the files take their final names: a set cut short leaves `*.part` files only.
+    for (const f of files) await rename(path.join(work, `${f.file}.part`), path.join(work, f.file));
     manifest = {
       format: MANIFEST_FORMAT,
       id,
@@ -74,11 +77,13 @@ export async function createBackup(services: Services, opts: BackupOptions = {})
     await rename(work, setDir(root, id));
     await fsync(root);
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
+    // A COPY cut short leaves the connection mid-protocol; dropping it is the only safe
+    // rollback (the server aborts the read-only transaction when the socket closes).
+    failed = err as Error;
     await rm(work, { recursive: true, force: true }).catch(() => {});
     throw err;
   } finally {
-    client.release();
+    client.release(failed);
   }
 
   log.info({ backup: id, tables: manifest.tables.map((t) => ({ table: t.table, rows: t.rows, bytes: t.bytes })) }, 'backup written');
@@ -98,7 +103,7 @@ async function writeTable(
   const tmp = path.join(dir, `${file}.part`);
   const source = client.query(copyTo(backupQuery(def)));
   const records = new BinaryCopyToRecords(def);
-  const encoder = new avro.streams.BlockEncoder(avroSchema(def), {
+  const encoder = new avro.streams.BlockEncoder(avroType(def) as unknown as avro.Schema, {
     codec: CODEC,
     codecs: codecs.encode,
     blockSize: BLOCK_SIZE,
@@ -112,6 +117,5 @@ async function writeTable(
   const digest = new Digest();
   await pipeline(source, records, encoder, digest, createWriteStream(tmp));
   await fsync(tmp);
-  await rename(tmp, path.join(dir, file));
   return { table, file, rows: records.rows, bytes: digest.bytes, sha256: digest.hex(), codec: CODEC };
 }
