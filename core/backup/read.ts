@@ -28,9 +28,15 @@ export class BackupFileError extends UnprocessableError {
 /** Streams the records of `file` into `sink` (object mode), then checks them against `entry`. */
 export async function readBackupFile(file: string, table: TableDef, entry: ManifestTable, sink: Writable[]): Promise<number> {
   const info = await stat(file).catch(() => undefined);
-  if (!info) throw new BackupFileError(file, 'the file is missing');
-  if (info.size !== entry.bytes) {
-    throw new BackupFileError(file, `it holds ${info.size} bytes, the manifest says ${entry.bytes} (truncated or changed)`);
+  const early = !info
+    ? new BackupFileError(file, 'the file is missing')
+    : info.size !== entry.bytes
+      ? new BackupFileError(file, `it holds ${info.size} bytes, the manifest says ${entry.bytes} (truncated or changed)`)
+      : undefined;
+  if (early) {
+    // The sinks may be a COPY waiting for data: ending them releases the connection.
+    for (const s of sink) s.on('error', () => {}).destroy(early);
+    throw early;
   }
   const digest = new Digest();
   let problem: string | undefined;
