@@ -49,6 +49,11 @@ const schema = z.object({
     .or(z.literal('').transform(() => undefined)),
   /** Backup sets to keep: after each backup the oldest beyond this many are deleted; 0 keeps all. */
   BACKUP_KEEP: z.coerce.number().int().min(0).default(7),
+  /**
+   * A restore changing at least this many rows (and a tenth of the table) rebuilds the table's
+   * secondary indexes and foreign keys once instead of maintaining them row by row.
+   */
+  RESTORE_BULK_ROWS: z.coerce.number().int().min(1).default(50_000),
 });
 
 export type Config = Readonly<

@@ -26,6 +26,9 @@ const scratch = Buffer.alloc(8);
  */
 const SafeOrBigLong = avro.types.LongType.__with({
   fromBuffer: (buf: Buffer): Micros => {
+    const hi = buf.readInt32LE(4);
+    // Within ±2^21 the high word keeps the value inside 2^53: plain arithmetic is exact.
+    if (hi > -0x200000 && hi < 0x200000) return hi * 4_294_967_296 + buf.readUInt32LE(0);
     const n = buf.readBigInt64LE();
     return n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n;
   },
@@ -39,21 +42,51 @@ const SafeOrBigLong = avro.types.LongType.__with({
   compare: (a: Micros, b: Micros): number => (a < b ? -1 : a > b ? 1 : 0),
 });
 
-/** `2021-11-07T02:48:42.123456Z` for any microsecond count in years 1..9999. */
+const DAY_US = 86_400_000_000;
+const DAY_US_BIG = BigInt(DAY_US);
+const TWO = Array.from({ length: 100 }, (_, i) => (i < 10 ? `0${i}` : `${i}`));
+
+/**
+ * `2021-11-07T02:48:42.123456Z` for any microsecond count in years 1..9999. Integer civil-date
+ * arithmetic (H. Hinnant's days-to-civil), several times faster than `Date#toISOString` on the
+ * restore path, where it runs once per row.
+ */
 export function microsToIso(v: Micros): string {
-  let ms: number;
-  let us: number;
+  let days: number;
+  let rem: number;
   if (typeof v === 'number') {
-    us = ((v % 1000) + 1000) % 1000;
-    ms = (v - us) / 1000;
+    days = Math.floor(v / DAY_US);
+    rem = v - days * DAY_US;
+    if (rem < 0) {
+      days--;
+      rem += DAY_US;
+    } else if (rem >= DAY_US) {
+      days++;
+      rem -= DAY_US;
+    }
   } else {
-    let r = v % 1000n;
-    if (r < 0n) r += 1000n;
-    us = Number(r);
-    ms = Number((v - r) / 1000n);
+    let d = v / DAY_US_BIG;
+    if (v % DAY_US_BIG < 0n) d -= 1n;
+    days = Number(d);
+    rem = Number(v - d * DAY_US_BIG);
   }
-  const iso = new Date(ms).toISOString();
-  return iso.slice(0, iso.length - 1) + (us < 10 ? '00' : us < 100 ? '0' : '') + us + 'Z';
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  const secs = Math.floor(rem / 1_000_000);
+  const us = rem - secs * 1_000_000;
+  const h = Math.floor(secs / 3600);
+  const mi = Math.floor((secs - h * 3600) / 60);
+  const sec = secs - h * 3600 - mi * 60;
+  const y = year >= 1000 ? `${year}` : `${year}`.padStart(4, '0');
+  const frac = us >= 100_000 ? `${us}` : `${us}`.padStart(6, '0');
+  return `${y}-${TWO[month]}-${TWO[day]}T${TWO[h]}:${TWO[mi]}:${TWO[sec]}.${frac}Z`;
 }
 
 const ISO_UTC = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?Z$/;

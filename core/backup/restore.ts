@@ -8,6 +8,7 @@ import { AppError, ConflictError, UnprocessableError } from '../errors.js';
 import { requestWarehouseRefresh } from '../queues.js';
 import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../tables.js';
 import { readBackupFile } from './read.js';
+import { applyDiff, buildDiff, DIFF } from './diff.js';
 import { copyStageSql, createStageSql, STAGE, ValidateToCopy } from './stage.js';
 import { findBackup, setDir } from './store.js';
 
@@ -54,6 +55,11 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   const { manifest, entry } = await findBackup(config.dirs.backups, req.table, req.backup);
   const file = path.join(setDir(config.dirs.backups, manifest.id), entry.file);
   const rejects: Reject[] = [];
+  const started = performance.now();
+  const phases: Record<string, number> = {};
+  const lap = (name: string) => {
+    phases[name] = Math.round(performance.now() - started);
+  };
 
   let result: RestoreResult;
   try {
@@ -66,6 +72,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
       });
       const copy = client.query(copyFrom(copyStageSql(table)));
       const rows = await readBackupFile(file, table, entry, [validate, copy]);
+      lap('staged');
       if (validate.rejected > 0) {
         throw new UnprocessableError(
           `backup ${manifest.id} holds ${validate.rejected} ${table.name} rows that break the data rules; nothing was restored`,
@@ -77,9 +84,14 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
         await client.query(`DELETE FROM ${STAGE} a USING ${STAGE} b WHERE a.id = b.id AND a.pos < b.pos`);
       }
       await client.query(`ANALYZE ${STAGE}`);
+      const counts = await buildDiff(client, table, mode);
+      lap('diffed');
       await refuseUnknownReferences(client, table, manifest.id, rejects);
-      if (mode === 'replace') await refuseOrphans(client, table);
-      return { table: table.name, backup: manifest.id, mode, rows, ...(await apply(client, table, mode)) };
+      if (counts.deleted > 0) await refuseOrphans(client, table);
+      lap('checked');
+      phases.bulk = (await applyDiff(client, table, counts, config.RESTORE_BULK_ROWS)) ? 1 : 0;
+      lap('applied');
+      return { table: table.name, backup: manifest.id, mode, rows, ...counts };
     });
   } catch (err) {
     if (rejects.length > 0 && err instanceof AppError) {
@@ -95,22 +107,29 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
       log.warn({ err }, 'could not request a warehouse refresh'),
     );
   }
-  log.info({ ...result }, 'table restored');
+  lap('committed');
+  log.info({ ...result, ms: phases }, 'table restored');
   return result;
 }
 
-/** Rows whose department_id / job_id does not exist now: the data rules make them rejects. */
+/**
+ * Rows whose department_id / job_id does not exist now: the data rules make them rejects. Only
+ * rows that change need the check; the others are in the table already, under its foreign keys.
+ */
 async function refuseUnknownReferences(client: PoolClient, table: TableDef, backup: string, rejects: Reject[]): Promise<void> {
   const refs = table.columns.filter((c) => c.references);
   if (refs.length === 0) return;
   const missing = refs.map((c) => `NOT EXISTS (SELECT 1 FROM ${q(c.references!)} p WHERE p.id = s.${q(c.name)})`);
-  const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${STAGE} s WHERE ${missing.join(' OR ')}`);
+  const { rows } = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${STAGE} s JOIN ${DIFF} d ON d.id = s.id AND d.op <> 'd' WHERE ${missing.join(' OR ')}`,
+  );
   const n = rows[0]!.n;
   if (n === 0) return;
   const cols = table.columns.map((c) => `s.${q(c.name)}`).join(', ');
   const flags = refs.map((c, i) => `${missing[i]} AS ${q(`missing_${c.name}`)}`).join(', ');
   const sample = await client.query<Record<string, unknown>>(
-    `SELECT ${cols}, s.pos, ${flags} FROM ${STAGE} s WHERE ${missing.join(' OR ')} ORDER BY s.pos LIMIT ${MAX_STORED_REJECTS}`,
+    `SELECT ${cols}, s.pos, ${flags} FROM ${STAGE} s JOIN ${DIFF} d ON d.id = s.id AND d.op <> 'd'
+      WHERE ${missing.join(' OR ')} ORDER BY s.pos LIMIT ${MAX_STORED_REJECTS}`,
   );
   for (const row of sample.rows) {
     const values = Object.fromEntries(table.columns.map((c) => [c.name, row[c.name] instanceof Date ? (row[c.name] as Date).toISOString() : row[c.name]]));
@@ -128,7 +147,7 @@ async function refuseUnknownReferences(client: PoolClient, table: TableDef, back
 
 /** Replace mode: ids the backup lacks would be deleted; refuse when other tables still use them. */
 async function refuseOrphans(client: PoolClient, table: TableDef): Promise<void> {
-  const gone = `SELECT t.id FROM ${q(table.name)} t WHERE NOT EXISTS (SELECT 1 FROM ${STAGE} s WHERE s.id = t.id)`;
+  const gone = `SELECT id FROM ${DIFF} WHERE op = 'd'`;
   for (const child of TABLE_NAMES.map((t) => TABLES[t])) {
     for (const col of child.columns.filter((c) => c.references === table.name)) {
       const { rows } = await client.query<{ rows: number; ids: number; sample: number[] | null }>(
@@ -144,39 +163,5 @@ async function refuseOrphans(client: PoolClient, table: TableDef): Promise<void>
         );
       }
     }
-  }
-}
-
-async function apply(client: PoolClient, table: TableDef, mode: RestoreMode): Promise<Omit<RestoreResult, 'table' | 'backup' | 'mode' | 'rows'>> {
-  const names = table.columns.map((c) => q(c.name));
-  const rest = names.filter((n) => n !== '"id"');
-  const t = q(table.name);
-  try {
-    let deleted = 0;
-    if (mode === 'replace') {
-      deleted = (await client.query(`DELETE FROM ${t} t WHERE NOT EXISTS (SELECT 1 FROM ${STAGE} s WHERE s.id = t.id)`)).rowCount ?? 0;
-    }
-    const updated =
-      (
-        await client.query(
-          `UPDATE ${t} t SET ${rest.map((n) => `${n} = s.${n}`).join(', ')} FROM ${STAGE} s
-            WHERE s.id = t.id AND (${rest.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `s.${n}`).join(', ')})`,
-        )
-      ).rowCount ?? 0;
-    const inserted =
-      (
-        await client.query(
-          `INSERT INTO ${t} (${names.join(', ')}) SELECT ${names.map((n) => `s.${n}`).join(', ')} FROM ${STAGE} s
-            WHERE NOT EXISTS (SELECT 1 FROM ${t} t WHERE t.id = s.id)`,
-        )
-      ).rowCount ?? 0;
-    const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${STAGE}`);
-    return { inserted, updated, deleted, unchanged: rows[0]!.n - inserted - updated };
-  } catch (err) {
-    // A concurrent writer slipped a reference in between our check and the delete.
-    if ((err as { code?: string }).code === '23503') {
-      throw new ConflictError(`restoring ${table.name} would break a foreign key: ${(err as Error).message}. Nothing was restored`);
-    }
-    throw err;
   }
 }
