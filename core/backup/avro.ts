@@ -161,15 +161,31 @@ export function avroType(table: TableDef): avro.Type {
 }
 
 /** Builds a file's writer type with our logical types, the way BlockDecoder's `parseHook` wants. */
-export function parseWriterSchema(schema: avro.Schema): avro.Type {
-  return avro.Type.forSchema(schema, typeOptions());
+export function parseWriterSchema(schema: avro.Schema, rawTimestamps = false): avro.Type {
+  if (!rawTimestamps) return avro.Type.forSchema(schema, typeOptions());
+  // Timestamps stay microseconds (number or bigint): the restore path converts them itself.
+  return avro.Type.forSchema(schema, {
+    registry: {},
+    typeHook: (s: avro.Schema) =>
+      s === 'long' || (typeof s === 'object' && (s as { type?: unknown }).type === 'long') ? SafeOrBigLong : undefined,
+  });
+}
+
+/** The logical types the file declares for `table`'s datetime columns must be ours. */
+function logicalMismatch(schema: avro.Schema, table: TableDef): string | null {
+  const fields = (schema as { fields?: { name: string; type: unknown }[] }).fields ?? [];
+  for (const c of table.columns.filter((col) => col.kind === 'datetime')) {
+    const t = fields.find((f) => f.name === c.name)?.type as { logicalType?: string } | undefined;
+    if (t?.logicalType !== 'timestamp-micros') return `the file's ${c.name} is not a timestamp-micros`;
+  }
+  return null;
 }
 
 /**
  * Why a file's schema is not the one of `table` (another table, another shape), or null when it
  * is. Compared on the canonical form, so docs and attribute order do not matter.
  */
-export function schemaMismatch(writer: avro.Type, table: TableDef): string | null {
+export function schemaMismatch(writer: avro.Type, table: TableDef, schema?: avro.Schema): string | null {
   const expected = avroType(table);
   if (writer.name !== expected.name) {
     return `the file holds ${writer.name ?? 'unnamed'} records, not ${expected.name}`;
@@ -177,7 +193,7 @@ export function schemaMismatch(writer: avro.Type, table: TableDef): string | nul
   if (writer.fingerprint().compare(expected.fingerprint()) !== 0) {
     return `the file's ${table.name} schema differs from the table's: ${JSON.stringify(writer.schema())}`;
   }
-  return null;
+  return schema === undefined ? null : logicalMismatch(schema, table);
 }
 
 export const codecs = {

@@ -26,7 +26,13 @@ export class BackupFileError extends UnprocessableError {
 }
 
 /** Streams the records of `file` into `sink` (object mode), then checks them against `entry`. */
-export async function readBackupFile(file: string, table: TableDef, entry: ManifestTable, sink: Writable[]): Promise<number> {
+export async function readBackupFile(
+  file: string,
+  table: TableDef,
+  entry: ManifestTable,
+  sink: Writable[],
+  opts: { rawTimestamps?: boolean } = {},
+): Promise<number> {
   const info = await stat(file).catch(() => undefined);
   const early = !info
     ? new BackupFileError(file, 'the file is missing')
@@ -43,8 +49,8 @@ export async function readBackupFile(file: string, table: TableDef, entry: Manif
   const decoder = new avro.streams.BlockDecoder({
     codecs: codecs.decode,
     parseHook: (schema: avro.Schema) => {
-      const type = parseWriterSchema(schema);
-      const mismatch = schemaMismatch(type, table);
+      const type = parseWriterSchema(schema, opts.rawTimestamps);
+      const mismatch = schemaMismatch(type, table, schema);
       if (mismatch) throw new Error(mismatch);
       return type;
     },

@@ -71,7 +71,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
         if (rejects.length < MAX_STORED_REJECTS) rejects.push(r);
       });
       const copy = client.query(copyFrom(copyStageSql(table)));
-      const rows = await readBackupFile(file, table, entry, [validate, copy]);
+      const rows = await readBackupFile(file, table, entry, [validate, copy], { rawTimestamps: true });
       lap('staged');
       if (validate.rejected > 0) {
         throw new UnprocessableError(
