@@ -174,8 +174,7 @@ const restoreRoute = createRoute({
 });
 
 export function registerBackups(app: OpenAPIHono, services: Services): void {
-  const { config, queues } = services;
-  const root = config.dirs.backups;
+  const root = services.config.dirs.backups;
 
   app.openapi(createBackupRoute, async (c) => {
     const body = c.req.valid('json') as { tables?: (typeof TABLE_NAMES)[number][] } | undefined;

@@ -66,6 +66,8 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
     result = await withTransaction(pool, async (client) => {
       // Writers wait until we are done; readers go on seeing the old rows until the commit.
       await client.query(`LOCK TABLE ${q(table.name)} IN SHARE ROW EXCLUSIVE MODE`);
+      // The joins below hash up to a whole table; the default 4 MB spills them to disk.
+      await client.query(`SET LOCAL work_mem = '64MB'`);
       await client.query(createStageSql(table));
       const validate = new ValidateToCopy(table, (r) => {
         if (rejects.length < MAX_STORED_REJECTS) rejects.push(r);
@@ -119,12 +121,14 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
 async function refuseUnknownReferences(client: PoolClient, table: TableDef, backup: string, rejects: Reject[]): Promise<void> {
   const refs = table.columns.filter((c) => c.references);
   if (refs.length === 0) return;
-  const missing = refs.map((c) => `NOT EXISTS (SELECT 1 FROM ${q(c.references!)} p WHERE p.id = s.${q(c.name)})`);
+  const missingIn = (alias: string) =>
+    refs.map((c) => `NOT EXISTS (SELECT 1 FROM ${q(c.references!)} p WHERE p.id = ${alias}.${q(c.name)})`);
   const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM ${STAGE} s JOIN ${DIFF} d ON d.id = s.id AND d.op <> 'd' WHERE ${missing.join(' OR ')}`,
+    `SELECT count(*)::int AS n FROM ${DIFF} d WHERE d.op <> 'd' AND (${missingIn('d').join(' OR ')})`,
   );
   const n = rows[0]!.n;
   if (n === 0) return;
+  const missing = missingIn('s');
   const cols = table.columns.map((c) => `s.${q(c.name)}`).join(', ');
   const flags = refs.map((c, i) => `${missing[i]} AS ${q(`missing_${c.name}`)}`).join(', ');
   const sample = await client.query<Record<string, unknown>>(
