@@ -12,7 +12,7 @@ import type { Column, TableDef, TableName } from '../tables.js';
 export const AVRO_NAMESPACE = 'hr.backup';
 export const CODEC = 'deflate';
 /** Level 3 compresses the backup data about as well as 6 at a fraction of the CPU. */
-const DEFLATE_LEVEL = 3;
+export const DEFLATE_LEVEL = 3;
 export const BLOCK_SIZE = 256 * 1024;
 
 export type Micros = number | bigint;
@@ -196,14 +196,8 @@ export function schemaMismatch(writer: avro.Type, table: TableDef, schema?: avro
   return schema === undefined ? null : logicalMismatch(schema, table);
 }
 
+/** Codecs a backup file may use when read back (BlockDecoder's `codecs`). */
 export const codecs = {
-  encode: {
-    null: (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => cb(null, buf),
-    deflate: (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) =>
-      zlib.deflateRaw(buf, { level: DEFLATE_LEVEL }, cb),
-  },
-  decode: {
-    null: (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => cb(null, buf),
-    deflate: (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => zlib.inflateRaw(buf, cb),
-  },
+  null: (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => cb(null, buf),
+  deflate: (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => zlib.inflateRaw(buf, cb),
 };

@@ -2,12 +2,12 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import avro from 'avsc';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Services } from '../context.js';
 import type { PoolClient } from '../db.js';
 import { TABLE_NAMES, TABLES, type TableName } from '../tables.js';
-import { avroType, BLOCK_SIZE, CODEC, codecs } from './avro.js';
+import { avroType, BLOCK_SIZE, CODEC, DEFLATE_LEVEL } from './avro.js';
+import { AvroDeflateWriter } from './avro-writer.js';
 import { BinaryCopyToRecords, backupQuery } from './copy-binary.js';
 import { Digest } from './digest.js';
 import {
@@ -103,17 +103,15 @@ async function writeTable(
   const tmp = path.join(dir, `${file}.part`);
   const source = client.query(copyTo(backupQuery(def)));
   const records = new BinaryCopyToRecords(def);
-  const encoder = new avro.streams.BlockEncoder(avroType(def) as unknown as avro.Schema, {
-    codec: CODEC,
-    codecs: codecs.encode,
+  const encoder = new AvroDeflateWriter(avroType(def), {
     blockSize: BLOCK_SIZE,
-    writeHeader: true,
+    level: DEFLATE_LEVEL,
     metadata: {
       'hr.table': Buffer.from(table),
       'hr.backup': Buffer.from(meta.id),
       'hr.snapshot_at': Buffer.from(meta.snapshotAt),
     },
-  } as Partial<avro.EncoderOptions>);
+  });
   const digest = new Digest();
   await pipeline(source, records, encoder, digest, createWriteStream(tmp));
   await fsync(tmp);

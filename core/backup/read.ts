@@ -47,7 +47,7 @@ export async function readBackupFile(
   const digest = new Digest();
   let problem: string | undefined;
   const decoder = new avro.streams.BlockDecoder({
-    codecs: codecs.decode,
+    codecs,
     parseHook: (schema: avro.Schema) => {
       const type = parseWriterSchema(schema, opts.rawTimestamps);
       const mismatch = schemaMismatch(type, table, schema);
