@@ -70,7 +70,9 @@ export async function applyDiff(client: PoolClient, table: TableDef, counts: Dif
       );
     }
     if (counts.inserted > 0) {
-      await client.query(`INSERT INTO ${t} (${cols.join(', ')}) SELECT ${cols.map((n) => `d.${n}`).join(', ')} FROM ${DIFF} d WHERE d.op = 'i' ORDER BY d.id`);
+      // In id order the primary key's B-tree grows at its right edge; without indexes order is moot.
+      const order = bulk ? '' : ' ORDER BY d.id';
+      await client.query(`INSERT INTO ${t} (${cols.join(', ')}) SELECT ${cols.map((n) => `d.${n}`).join(', ')} FROM ${DIFF} d WHERE d.op = 'i'${order}`);
     }
     for (const statement of rebuild) await client.query(statement);
     return bulk;
@@ -83,7 +85,7 @@ export async function applyDiff(client: PoolClient, table: TableDef, counts: Dif
   }
 }
 
-/** Drops the table's own foreign keys and secondary indexes; returns the statements that rebuild them exactly. */
+/** Drops the table's own foreign keys, indexes and (when nothing references it) primary key; returns the statements that rebuild them exactly. */
 async function dropIndexesAndForeignKeys(client: PoolClient, table: TableDef): Promise<string[]> {
   const t = q(table.name);
   await client.query(`LOCK TABLE ${t} IN ACCESS EXCLUSIVE MODE`);
@@ -98,7 +100,19 @@ async function dropIndexesAndForeignKeys(client: PoolClient, table: TableDef): P
         AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)`,
     [table.name],
   );
+  // The primary key too, unless another table's foreign key depends on it (departments, jobs).
+  const pk = await client.query<{ name: string; def: string }>(
+    `SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint k
+      WHERE conrelid = $1::regclass AND contype = 'p'
+        AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = k.conindid)`,
+    [table.name],
+  );
   for (const fk of fks.rows) await client.query(`ALTER TABLE ${t} DROP CONSTRAINT ${q(fk.name)}`);
   for (const ix of indexes.rows) await client.query(`DROP INDEX ${q(ix.name)}`);
-  return [...indexes.rows.map((ix) => ix.def), ...fks.rows.map((fk) => `ALTER TABLE ${t} ADD CONSTRAINT ${q(fk.name)} ${fk.def}`)];
+  for (const k of pk.rows) await client.query(`ALTER TABLE ${t} DROP CONSTRAINT ${q(k.name)}`);
+  return [
+    ...pk.rows.map((k) => `ALTER TABLE ${t} ADD CONSTRAINT ${q(k.name)} ${k.def}`),
+    ...indexes.rows.map((ix) => ix.def),
+    ...fks.rows.map((fk) => `ALTER TABLE ${t} ADD CONSTRAINT ${q(fk.name)} ${fk.def}`),
+  ];
 }
