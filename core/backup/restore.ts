@@ -7,7 +7,7 @@ import { withTransaction, type PoolClient } from '../db.js';
 import { AppError, ConflictError, UnprocessableError } from '../errors.js';
 import { requestWarehouseRefresh } from '../queues.js';
 import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../tables.js';
-import { readBackupFile } from './read.js';
+import { BackupFileError, readBackupFile } from './read.js';
 import { applyDiff, buildDiff, DIFF } from './diff.js';
 import { copyStageSql, createStageSql, STAGE, ValidateToCopy } from './stage.js';
 import { findBackup, setDir } from './store.js';
@@ -96,7 +96,8 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
       return { table: table.name, backup: manifest.id, mode, rows, ...counts };
     });
   } catch (err) {
-    if (rejects.length > 0 && err instanceof AppError) {
+    // Rule breakers are kept as rejects; rows of a file that turned out damaged are not trusted.
+    if (rejects.length > 0 && err instanceof AppError && !(err instanceof BackupFileError)) {
       await storeRejects(pool, 'restore', manifest.id, table.name, rejects).catch((e: unknown) =>
         log.warn({ err: e }, 'could not store restore rejects'),
       );
