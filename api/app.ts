@@ -5,6 +5,7 @@ import type { Services } from '../core/context.js';
 import { errorBody, handleError } from './errors.js';
 import { accessLog, requireApiKey } from './middleware.js';
 import { registerDashboard } from './routes/dashboard.js';
+import { registerBackups } from './routes/backups.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
 import { registerLoads } from './routes/loads.js';
@@ -37,6 +38,7 @@ export function createApp(services: Services): OpenAPIHono {
   registerLoads(app, services);
   registerWarehouse(app, services);
   registerAnalytics(app, services);
+  registerBackups(app, services);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -72,6 +72,20 @@ const schema = z.object({
   WAREHOUSE_COMPACT_AFTER: z.coerce.number().int().min(1).max(10_000).default(16),
   /** Longest `POST /warehouse/refresh?wait=true` waits before answering 202 with the job id. */
   WAREHOUSE_REFRESH_WAIT_MS: z.coerce.number().int().min(1).max(3_600_000).default(600_000),
+  /** Cron pattern (5 or 6 fields, UTC) for scheduled backups of every table; empty: none. */
+  BACKUP_CRON: z
+    .string()
+    .trim()
+    .regex(/^\S+(\s+\S+){4,5}$/, 'BACKUP_CRON must be a cron pattern of 5 or 6 fields, e.g. "0 3 * * *"')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  /** Backup sets to keep: after each backup the oldest beyond this many are deleted; 0 keeps all. */
+  BACKUP_KEEP: z.coerce.number().int().min(0).default(7),
+  /**
+   * A restore changing at least this many rows (and a tenth of the table) rebuilds the table's
+   * secondary indexes and foreign keys once instead of maintaining them row by row.
+   */
+  RESTORE_BULK_ROWS: z.coerce.number().int().min(1).default(50_000),
 });
 
 export type Config = Readonly<

@@ -1,6 +1,7 @@
 import type { Services } from '../core/context.js';
 import { startLoadWorker } from './loads.js';
 import { startWarehouseWorker } from './warehouse.js';
+import { startBackupWorker } from './backups.js';
 
 export interface Workers {
   close(): Promise<void>;
@@ -15,6 +16,7 @@ export async function startWorkers(services: Services): Promise<Workers> {
   const loads = startLoadWorker(services);
   closers.push(() => loads.close());
   closers.push(await startWarehouseWorker(services));
+  closers.push(await startBackupWorker(services));
   services.log.info({ queuePrefix: services.config.QUEUE_PREFIX }, 'workers started');
   return {
     async close() {

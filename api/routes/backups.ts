@@ -1,0 +1,247 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { QueueEvents, type Job } from 'bullmq';
+import {
+  BACKUP_JOB,
+  BACKUP_JOB_OPTS,
+  errorFromFailure,
+  RESTORE_JOB,
+  RESTORE_JOB_OPTS,
+  type BackupJobData,
+  type RestoreJobData,
+} from '../../core/backup/jobs.js';
+import { verifyBackup } from '../../core/backup/read.js';
+import type { RestoreResult } from '../../core/backup/restore.js';
+import { isBackupId, listBackups, readManifest, type BackupEntry } from '../../core/backup/store.js';
+import type { Services } from '../../core/context.js';
+import { AppError, NotFoundError } from '../../core/errors.js';
+import { QUEUE_NAMES } from '../../core/queues.js';
+import { createRedis } from '../../core/redis.js';
+import { TABLE_NAMES } from '../../core/tables.js';
+import { ErrorSchema } from '../schemas.js';
+import { tableFrom } from '../tables.js';
+
+/** How long `?wait=true` and a restore wait for their job before answering 202 with its id. */
+const WAIT_MS = 10 * 60_000;
+
+const BackupEntrySchema = z
+  .object({
+    id: z.string().openapi({ description: 'Backup set id; every table of one set shares it', example: '20261122T030000000Z-1a2b3c' }),
+    table: z.enum(TABLE_NAMES),
+    file: z.string().openapi({ description: 'Path of the Avro object container file on the server' }),
+    rows: z.number().int(),
+    bytes: z.number().int(),
+    sha256: z.string(),
+    createdAt: z.string().openapi({ description: 'When the snapshot was taken (UTC)' }),
+  })
+  .openapi('BackupEntry');
+
+const JobAccepted = z
+  .object({ jobId: z.string(), status: z.enum(['queued', 'running']) })
+  .openapi('BackupJobAccepted', { description: 'The job runs on the worker; the finished set appears in GET /backups' });
+
+const ManifestSchema = z
+  .object({
+    format: z.number().int(),
+    id: z.string(),
+    snapshotAt: z.string(),
+    finishedAt: z.string(),
+    schemaVersion: z.number().int().openapi({ description: 'Highest migration applied at the snapshot' }),
+    reason: z.string().openapi({ description: '"api" or "schedule"' }),
+    tables: z.array(
+      z.object({ table: z.enum(TABLE_NAMES), file: z.string(), rows: z.number().int(), bytes: z.number().int(), sha256: z.string(), codec: z.string() }),
+    ),
+  })
+  .openapi('BackupManifest');
+
+const VerifySchema = z
+  .object({
+    id: z.string(),
+    ok: z.boolean(),
+    tables: z.array(
+      z.object({
+        table: z.enum(TABLE_NAMES),
+        file: z.string(),
+        ok: z.boolean(),
+        rows: z.number().int(),
+        bytes: z.number().int(),
+        sha256: z.string(),
+        problem: z.string().optional().openapi({ description: 'What is wrong with the file, when it is not ok' }),
+      }),
+    ),
+  })
+  .openapi('BackupVerification');
+
+const RestoreResultSchema = z
+  .object({
+    table: z.enum(TABLE_NAMES),
+    backup: z.string(),
+    mode: z.enum(['replace', 'merge']),
+    rows: z.number().int().openapi({ description: 'Records in the backup file' }),
+    inserted: z.number().int(),
+    updated: z.number().int(),
+    deleted: z.number().int(),
+    unchanged: z.number().int(),
+  })
+  .openapi('RestoreResult');
+
+const wait = z
+  .enum(['true', 'false', '1', '0'])
+  .optional()
+  .openapi({ description: 'Answer when the job has finished, with its result' });
+const idParam = z.string().openapi({ param: { name: 'id', in: 'path' }, example: '20261122T030000000Z-1a2b3c' });
+const tableParam = z.string().openapi({ param: { name: 'table', in: 'path' }, example: 'departments' });
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
+const error = (description: string) => json(ErrorSchema, description);
+
+const createBackupRoute = createRoute({
+  method: 'post',
+  path: '/backups',
+  tags: ['backups'],
+  summary: 'Back up tables to Avro files, all from one consistent snapshot',
+  request: {
+    query: z.object({ wait }),
+    body: {
+      required: false,
+      content: {
+        'application/json': {
+          schema: z.object({ tables: z.array(z.enum(TABLE_NAMES)).min(1).optional() }).openapi({ description: 'Default: all three tables' }),
+        },
+      },
+    },
+  },
+  responses: {
+    200: json(z.array(BackupEntrySchema), 'With ?wait=true: the files written'),
+    202: json(JobAccepted, 'The backup job is queued (or still running after the wait)'),
+    400: error('Bad body or query'),
+  },
+});
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/backups',
+  tags: ['backups'],
+  summary: 'Backup files, newest first',
+  request: { query: z.object({ table: z.enum(TABLE_NAMES).optional() }) },
+  responses: { 200: json(z.array(BackupEntrySchema), 'Every file of every finished set') },
+});
+
+const manifestRoute = createRoute({
+  method: 'get',
+  path: '/backups/{id}',
+  tags: ['backups'],
+  summary: "A backup set's manifest",
+  request: { params: z.object({ id: idParam }) },
+  responses: { 200: json(ManifestSchema, 'The manifest'), 404: error('Unknown backup') },
+});
+
+const verifyRoute = createRoute({
+  method: 'get',
+  path: '/backups/{id}/verify',
+  tags: ['backups'],
+  summary: 'Check a set without restoring it: header, schema, every block, SHA-256 and row count against the manifest',
+  request: { params: z.object({ id: idParam }), query: z.object({ table: z.enum(TABLE_NAMES).optional() }) },
+  responses: { 200: json(VerifySchema, '`ok` is false when any file is damaged; `problem` says how'), 404: error('Unknown backup') },
+});
+
+const restoreRoute = createRoute({
+  method: 'post',
+  path: '/backups/{table}/restore',
+  tags: ['backups'],
+  summary: 'Restore one table from a backup, in one transaction',
+  description:
+    '`replace` (default) leaves the table exactly as in the backup; `merge` upserts the backup rows and keeps the rest. The file is verified first. A backup row that breaks a data rule refuses the whole restore (422; the rows are kept in the rejects table). Nothing changes on any error.',
+  request: {
+    params: z.object({ table: tableParam }),
+    body: {
+      required: false,
+      content: {
+        'application/json': {
+          schema: z.object({
+            backup: z.string().optional().openapi({ description: 'Backup set id; default: the newest holding the table' }),
+            mode: z.enum(['replace', 'merge']).optional(),
+          }),
+        },
+      },
+    },
+  },
+  responses: {
+    200: json(RestoreResultSchema, 'Restored'),
+    202: json(JobAccepted, 'Still running after the wait; the job goes on'),
+    404: error('Unknown table or backup'),
+    409: error('The restore would break a foreign key; the details name the count'),
+    422: error('The file is damaged, of another table, or holds rows that break the data rules'),
+  },
+});
+
+export function registerBackups(app: OpenAPIHono, services: Services): void {
+  const root = services.config.dirs.backups;
+
+  app.openapi(createBackupRoute, async (c) => {
+    const body = c.req.valid('json') as { tables?: (typeof TABLE_NAMES)[number][] } | undefined;
+    const data: BackupJobData = { tables: [...new Set(body?.tables ?? TABLE_NAMES)], reason: 'api' };
+    const waitFor = isTrue(c.req.valid('query').wait);
+    const outcome = await runJob<BackupEntry[]>(services, BACKUP_JOB, data, BACKUP_JOB_OPTS, waitFor);
+    if (outcome.done) return c.json(outcome.value, 200);
+    return c.json({ jobId: outcome.jobId, status: outcome.status }, 202);
+  });
+
+  app.openapi(listRoute, async (c) => c.json(await listBackups(root, c.req.valid('query').table), 200));
+
+  app.openapi(manifestRoute, async (c) => c.json(await readManifest(root, c.req.valid('param').id), 200));
+
+  app.openapi(verifyRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    return c.json(await verifyBackup(root, id, c.req.valid('query').table), 200);
+  });
+
+  app.openapi(restoreRoute, async (c) => {
+    const table = tableFrom(c.req.valid('param').table);
+    const body = (c.req.valid('json') ?? {}) as { backup?: string; mode?: 'replace' | 'merge' };
+    if (body.backup !== undefined && !isBackupId(body.backup)) {
+      throw new NotFoundError(`unknown backup "${body.backup}"`, { backup: body.backup });
+    }
+    const data: RestoreJobData = { table: table.name, mode: body.mode ?? 'replace', ...(body.backup ? { backup: body.backup } : {}) };
+    const outcome = await runJob<RestoreResult>(services, RESTORE_JOB, data, RESTORE_JOB_OPTS, true);
+    if (outcome.done) return c.json(outcome.value, 200);
+    return c.json({ jobId: outcome.jobId, status: outcome.status }, 202);
+  });
+}
+
+function isTrue(v: string | undefined): boolean {
+  return v === 'true' || v === '1';
+}
+
+type Outcome<T> = { done: true; value: T } | { done: false; jobId: string; status: 'queued' | 'running' };
+
+/**
+ * Adds a job to the backups queue and, when asked, waits for it. A job that failed on bad input
+ * comes back as the AppError it threw in the worker (404/409/422); anything else is a 500 that
+ * names the job, whose failure is in the worker's log.
+ */
+async function runJob<T>(services: Services, name: string, data: object, opts: object, waitFor: boolean): Promise<Outcome<T>> {
+  const { config, queues } = services;
+  if (!waitFor) {
+    const job = await queues.backups.add(name, data, opts);
+    return { done: false, jobId: job.id!, status: 'queued' };
+  }
+  const connection = createRedis(config.REDIS_URL, 'worker');
+  const events = new QueueEvents(QUEUE_NAMES.backups, { connection, prefix: config.QUEUE_PREFIX });
+  let job: Job | undefined;
+  try {
+    await events.waitUntilReady();
+    job = await queues.backups.add(name, data, opts);
+    const value = (await job.waitUntilFinished(events, WAIT_MS)) as T;
+    return { done: true, value };
+  } catch (err) {
+    if (!job) throw err;
+    const state = await job.getState().catch(() => 'unknown');
+    if (state !== 'failed' && state !== 'completed') return { done: false, jobId: job.id!, status: state === 'active' ? 'running' : 'queued' };
+    const appError = errorFromFailure((err as Error).message);
+    if (appError) throw appError;
+    services.log.error({ err, job: job.id, name }, 'backup job failed');
+    throw new AppError(500, 'job_failed', `${name} job ${job.id} failed; the worker log has the details`, { jobId: job.id });
+  } finally {
+    await events.close().catch(() => {});
+    await connection.quit().catch(() => {});
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * One backup or restore in its own process, so `npm run bench:backup` can measure its time and
+ * peak RSS on their own. Settings come from the environment (DATABASE_URL, DATA_DIR, ...).
+ *   tsx bench/backup-op.ts backup <table>
+ *   tsx bench/backup-op.ts restore <table> <backup-id> [replace|merge]
+ * Prints the result as one JSON line.
+ */
+import { createBackup } from '../core/backup/create.js';
+import { restoreTable, type RestoreMode } from '../core/backup/restore.js';
+import { loadConfig } from '../core/config.js';
+import type { Services } from '../core/context.js';
+import { createPool } from '../core/db.js';
+import { createLogger } from '../core/log.js';
+import { createQueues } from '../core/queues.js';
+import { createRedis } from '../core/redis.js';
+import { isTableName } from '../core/tables.js';
+
+const [op, table, backup, mode] = process.argv.slice(2);
+if (!table || !isTableName(table) || (op !== 'backup' && op !== 'restore')) {
+  process.stderr.write('usage: backup-op.ts backup|restore <table> [backup-id] [replace|merge]\n');
+  process.exit(2);
+}
+const config = loadConfig();
+const pool = createPool(config.DATABASE_URL, 2);
+const redis = createRedis(config.REDIS_URL);
+const queues = createQueues(config, redis);
+const services: Services = { config, pool, redis, log: createLogger(config.LOG_LEVEL), queues };
+const started = performance.now();
+try {
+  const result =
+    op === 'backup'
+      ? await createBackup(services, { tables: [table], reason: 'bench' })
+      : await restoreTable(services, { table, backup, mode: (mode as RestoreMode | undefined) ?? 'replace' });
+  const ms = Math.round(performance.now() - started);
+  process.stdout.write(`${JSON.stringify({ ms, result })}\n`);
+} finally {
+  await queues.close();
+  await pool.end();
+  redis.disconnect();
+}

@@ -1,0 +1,165 @@
+/**
+ * `npm run bench:backup`: backup and restore of a 1,000,000-row hired_employees (BENCH_ROWS to
+ * change it), side by side with `pg_dump -Fc -t hired_employees` and `pg_restore --clean` of the
+ * same table, in the same run on the same fresh database. Every command runs in its own process
+ * under /usr/bin/time, so wall time and peak RSS are measured the same way for both; ours also
+ * reports the time inside the operation (without Node/tsx start-up), which is what a running
+ * worker pays. Each restore is checked to give back the exact table (ordered md5).
+ *
+ * Needs PostgreSQL (BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres), Redis
+ * (BENCH_REDIS_URL), pg_dump/pg_restore on PATH. The database and files are removed at the end.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { createPool } from '../core/db.js';
+import { migrate } from '../core/migrate.js';
+import { createRedis } from '../core/redis.js';
+
+const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+const suffix = `${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+const dbName = `bench_backup_${suffix}`;
+const dbUrl = (() => {
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${dbName}`;
+  return u.toString();
+})();
+const prefix = `bench_${suffix}`;
+
+interface Measured {
+  wallS: number;
+  rssMB: number;
+  stdout: string;
+}
+
+/** Runs a command under /usr/bin/time: elapsed seconds and peak RSS of the process. */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'TIME %e %M', cmd, ...args], { env, cwd: ROOT });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const m = /TIME ([\d.]+) (\d+)/.exec(err);
+      if (code !== 0 || !m) return reject(new Error(`${cmd} ${args.join(' ')} failed (${code}):\n${err}`));
+      resolve({ wallS: Number(m[1]), rssMB: Number(m[2]) / 1024, stdout: out });
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-backup-'));
+  const pool = createPool(dbUrl, 2);
+  const checksum = async () =>
+    (await pool.query<{ s: string }>(`SELECT md5(string_agg(t::text, ',' ORDER BY id)) AS s FROM hired_employees t`)).rows[0]!.s;
+  try {
+    await migrate(pool);
+    process.stdout.write(`seeding ${ROWS.toLocaleString('en')} hired_employees into ${dbName} ...\n`);
+    await pool.query(`INSERT INTO departments SELECT g, 'Department ' || g FROM generate_series(1, 12) g`);
+    await pool.query(`INSERT INTO jobs SELECT g, 'Job ' || g FROM generate_series(1, 183) g`);
+    await pool.query(
+      `INSERT INTO hired_employees
+       SELECT g, 'Employee ' || g || ' ' || md5(g::text),
+              timestamptz '2015-01-01' + (g * interval '157 seconds') + (g % 997) * interval '1 microsecond',
+              1 + g % 12, 1 + (g * 7) % 183
+         FROM generate_series(1, $1::int) g`,
+      [ROWS],
+    );
+    await pool.query('VACUUM ANALYZE');
+    const original = await checksum();
+
+    const env = { ...process.env, DATABASE_URL: dbUrl, REDIS_URL, DATA_DIR: dataDir, QUEUE_PREFIX: prefix, LOG_LEVEL: 'warn' };
+    const ours = (...args: string[]) => timed(process.execPath, ['--import', 'tsx', 'bench/backup-op.ts', ...args], env);
+    const parse = (m: Measured) => JSON.parse(m.stdout.trim().split('\n').at(-1)!) as { ms: number; result: any };
+    const dumpFile = path.join(dataDir, 'hired_employees.pgdump');
+    const pgConn = ['-d', dbUrl];
+    const expectOriginal = async (what: string) => {
+      if ((await checksum()) !== original) throw new Error(`${what} did not give back the original table`);
+    };
+    const change1pct = () => pool.query(`UPDATE hired_employees SET name = name || ' (changed)' WHERE id % 100 = 0`);
+
+    // Memory baseline: the same process on a 12-row table.
+    const small = parse(await ours('backup', 'departments'));
+    const baseBackup = await ours('backup', 'departments');
+    const baseRestore = await ours('restore', 'departments', small.result[0].id, 'merge');
+
+    const dump = await timed('pg_dump', ['-Fc', '-t', 'hired_employees', '-f', dumpFile, ...pgConn]);
+    const backupRun = await ours('backup', 'hired_employees');
+    const backup = parse(backupRun);
+    const id = backup.result[0].id as string;
+
+    await pool.query('TRUNCATE hired_employees');
+    const restoreEmptyRun = await ours('restore', 'hired_employees', id, 'replace');
+    await expectOriginal('restore into an empty table');
+    await pool.query('TRUNCATE hired_employees');
+    const pgRestoreEmpty = await timed('pg_restore', ['--clean', '--if-exists', ...pgConn, dumpFile]);
+    await expectOriginal('pg_restore into an empty table');
+
+    await change1pct();
+    const restoreChangedRun = await ours('restore', 'hired_employees', id, 'replace');
+    await expectOriginal('restore over 1% changed rows');
+    await change1pct();
+    const pgRestoreChanged = await timed('pg_restore', ['--clean', '--if-exists', ...pgConn, dumpFile]);
+    await expectOriginal('pg_restore over 1% changed rows');
+
+    // Flat memory: the same 1M-row backup and restore with the V8 heap capped at 64 MB.
+    const capped = { ...env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=64`.trim() };
+    const cappedBackup = await timed(process.execPath, ['--import', 'tsx', 'bench/backup-op.ts', 'backup', 'hired_employees'], capped);
+    await change1pct();
+    const cappedRestore = await timed(process.execPath, ['--import', 'tsx', 'bench/backup-op.ts', 'restore', 'hired_employees', id, 'replace'], capped);
+    await expectOriginal('restore with a 64 MB heap');
+
+    const rows = [
+      ['backup', backupRun, backup.ms, dump],
+      ['restore into emptied table', restoreEmptyRun, parse(restoreEmptyRun).ms, pgRestoreEmpty],
+      ['restore over 1% changed rows', restoreChangedRun, parse(restoreChangedRun).ms, pgRestoreChanged],
+    ] as const;
+    const f = (n: number, d = 2) => n.toFixed(d);
+    process.stdout.write(
+      `\n${ROWS.toLocaleString('en')} rows of hired_employees; ours = Avro (deflate) via this service, pg = pg_dump -Fc / pg_restore --clean\n` +
+        `files: ours ${f(backup.result[0].bytes / 1e6, 1)} MB, pg_dump ${f((await stat(dumpFile)).size / 1e6, 1)} MB\n\n` +
+        `${'operation'.padEnd(30)} ${'ours wall s'.padStart(11)} ${'ours in-op s'.padStart(12)} ${'pg wall s'.padStart(10)} ` +
+        `${'pg/ours wall'.padStart(12)} ${'pg/ours in-op'.padStart(13)} ${'ours RSS MB'.padStart(11)} ${'pg RSS MB'.padStart(9)}\n`,
+    );
+    for (const [name, run, inOpMs, theirs] of rows) {
+      process.stdout.write(
+        `${name.padEnd(30)} ${f(run.wallS).padStart(11)} ${f(inOpMs / 1000).padStart(12)} ${f(theirs.wallS).padStart(10)} ` +
+          `${f(theirs.wallS / run.wallS).padStart(12)} ${f(theirs.wallS / (inOpMs / 1000)).padStart(13)} ` +
+          `${f(run.rssMB, 0).padStart(11)} ${f(theirs.rssMB, 0).padStart(9)}\n`,
+      );
+    }
+    process.stdout.write(
+      `\nmemory baseline, same processes on the 12-row departments table: backup ${f(baseBackup.rssMB, 0)} MB, restore ${f(baseRestore.rssMB, 0)} MB peak RSS\n` +
+        `flat memory: ${ROWS.toLocaleString('en')} rows with the V8 heap capped at 64 MB: backup ${f(cappedBackup.rssMB, 0)} MB peak RSS (${f(cappedBackup.wallS)} s), ` +
+        `restore ${f(cappedRestore.rssMB, 0)} MB peak RSS (${f(cappedRestore.wallS)} s); without the cap V8 simply grows its heap lazily\n` +
+        'ratios > 1 mean ours is faster. The machine is shared: compare ratios within one run, not absolute times across runs.\n',
+    );
+  } finally {
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
+    await admin.end();
+    await rm(dataDir, { recursive: true, force: true });
+    const redis = createRedis(REDIS_URL);
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,172 @@
+import path from 'node:path';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { storeRejects, type Reject } from '../apply.js';
+import type { Services } from '../context.js';
+import { withTransaction, type PoolClient } from '../db.js';
+import { AppError, ConflictError, UnprocessableError } from '../errors.js';
+import { requestWarehouseRefresh } from '../queues.js';
+import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../tables.js';
+import { BackupFileError, readBackupFile } from './read.js';
+import { applyDiff, buildDiff, DIFF } from './diff.js';
+import { copyStageSql, createStageSql, STAGE, ValidateToCopy } from './stage.js';
+import { findBackup, setDir } from './store.js';
+
+export type RestoreMode = 'replace' | 'merge';
+
+export interface RestoreRequest {
+  table: TableName;
+  /** A backup set id; the newest set holding the table when absent. */
+  backup?: string;
+  mode?: RestoreMode;
+}
+
+export interface RestoreResult {
+  table: TableName;
+  backup: string;
+  mode: RestoreMode;
+  /** Records in the backup file. */
+  rows: number;
+  inserted: number;
+  updated: number;
+  deleted: number;
+  /** Rows already equal to the backup's: nothing was written for them. */
+  unchanged: number;
+}
+
+const q = pg.escapeIdentifier;
+/** Rejects kept in the rejects table per refused restore; the count in the answer is exact. */
+const MAX_STORED_REJECTS = 10_000;
+
+/**
+ * Restores one table from a backup, in one transaction: the file streams through the data rules
+ * into a temporary staging table (COPY), is verified against its manifest, and the table is then
+ * brought to the backup's state with three set-based statements. Nothing is committed unless all
+ * of it worked:
+ * - a damaged file, another table's file, or a row breaking a data rule → 422 (`UnprocessableError`);
+ *   rule breakers are kept in the rejects table (source `restore`, the backup id);
+ * - a row naming a department or job that does not exist, or (replace) removing ids that other
+ *   tables still use → 409 (`ConflictError`) naming the count.
+ */
+export async function restoreTable(services: Services, req: RestoreRequest): Promise<RestoreResult> {
+  const { config, pool, log } = services;
+  const table = TABLES[req.table];
+  const mode = req.mode ?? 'replace';
+  const { manifest, entry } = await findBackup(config.dirs.backups, req.table, req.backup);
+  const file = path.join(setDir(config.dirs.backups, manifest.id), entry.file);
+  const rejects: Reject[] = [];
+  const started = performance.now();
+  const phases: Record<string, number> = {};
+  const lap = (name: string) => {
+    phases[name] = Math.round(performance.now() - started);
+  };
+
+  let result: RestoreResult;
+  try {
+    result = await withTransaction(pool, async (client) => {
+      // Writers wait until we are done; readers go on seeing the old rows until the commit.
+      await client.query(`LOCK TABLE ${q(table.name)} IN SHARE ROW EXCLUSIVE MODE`);
+      // The joins below hash up to a whole table; the default 4 MB spills them to disk.
+      await client.query(`SET LOCAL work_mem = '64MB'`);
+      await client.query(createStageSql(table));
+      const validate = new ValidateToCopy(table, (r) => {
+        if (rejects.length < MAX_STORED_REJECTS) rejects.push(r);
+      });
+      const copy = client.query(copyFrom(copyStageSql(table)));
+      const rows = await readBackupFile(file, table, entry, [validate, copy], { rawTimestamps: true });
+      lap('staged');
+      if (validate.rejected > 0) {
+        throw new UnprocessableError(
+          `backup ${manifest.id} holds ${validate.rejected} ${table.name} rows that break the data rules; nothing was restored`,
+          { backup: manifest.id, table: table.name, rejected: validate.rejected, rejects: rejects.slice(0, 20) },
+        );
+      }
+      if (!validate.ascending) {
+        // Rows apply in order: of two rows with one id, the later one wins.
+        await client.query(`DELETE FROM ${STAGE} a USING ${STAGE} b WHERE a.id = b.id AND a.pos < b.pos`);
+      }
+      await client.query(`ANALYZE ${STAGE}`);
+      const counts = await buildDiff(client, table, mode);
+      lap('diffed');
+      await refuseUnknownReferences(client, table, manifest.id, rejects);
+      if (counts.deleted > 0) await refuseOrphans(client, table);
+      lap('checked');
+      phases.bulk = (await applyDiff(client, table, counts, config.RESTORE_BULK_ROWS)) ? 1 : 0;
+      lap('applied');
+      return { table: table.name, backup: manifest.id, mode, rows, ...counts };
+    });
+  } catch (err) {
+    // Rule breakers are kept as rejects; rows of a file that turned out damaged are not trusted.
+    if (rejects.length > 0 && err instanceof AppError && !(err instanceof BackupFileError)) {
+      await storeRejects(pool, 'restore', manifest.id, table.name, rejects).catch((e: unknown) =>
+        log.warn({ err: e }, 'could not store restore rejects'),
+      );
+    }
+    throw err;
+  }
+
+  if (result.inserted + result.updated + result.deleted > 0) {
+    await requestWarehouseRefresh(services.queues, `restore ${table.name}`).catch((err: unknown) =>
+      log.warn({ err }, 'could not request a warehouse refresh'),
+    );
+  }
+  lap('committed');
+  log.info({ ...result, ms: phases }, 'table restored');
+  return result;
+}
+
+/**
+ * Rows whose department_id / job_id does not exist now: the data rules make them rejects. Only
+ * rows that change need the check; the others are in the table already, under its foreign keys.
+ */
+async function refuseUnknownReferences(client: PoolClient, table: TableDef, backup: string, rejects: Reject[]): Promise<void> {
+  const refs = table.columns.filter((c) => c.references);
+  if (refs.length === 0) return;
+  const missingIn = (alias: string) =>
+    refs.map((c) => `NOT EXISTS (SELECT 1 FROM ${q(c.references!)} p WHERE p.id = ${alias}.${q(c.name)})`);
+  const { rows } = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${DIFF} d WHERE d.op <> 'd' AND (${missingIn('d').join(' OR ')})`,
+  );
+  const n = rows[0]!.n;
+  if (n === 0) return;
+  const missing = missingIn('s');
+  const cols = table.columns.map((c) => `s.${q(c.name)}`).join(', ');
+  const flags = refs.map((c, i) => `${missing[i]} AS ${q(`missing_${c.name}`)}`).join(', ');
+  const sample = await client.query<Record<string, unknown>>(
+    `SELECT ${cols}, s.pos, ${flags} FROM ${STAGE} s JOIN ${DIFF} d ON d.id = s.id AND d.op <> 'd'
+      WHERE ${missing.join(' OR ')} ORDER BY s.pos LIMIT ${MAX_STORED_REJECTS}`,
+  );
+  for (const row of sample.rows) {
+    const values = Object.fromEntries(table.columns.map((c) => [c.name, row[c.name] instanceof Date ? (row[c.name] as Date).toISOString() : row[c.name]]));
+    rejects.push({
+      position: Number(row.pos),
+      raw: JSON.stringify(values),
+      errors: refs.filter((c) => row[`missing_${c.name}`]).map((c) => ({ field: c.name, message: `unknown ${c.name} ${String(row[c.name])}` })),
+    });
+  }
+  throw new ConflictError(
+    `${n} ${table.name} rows of backup ${backup} name a ${refs.map((c) => c.references).join(' or ')} id that does not exist; restore those first. Nothing was restored`,
+    { table: table.name, rows: n, rejects: rejects.slice(0, 20) },
+  );
+}
+
+/** Replace mode: ids the backup lacks would be deleted; refuse when other tables still use them. */
+async function refuseOrphans(client: PoolClient, table: TableDef): Promise<void> {
+  const gone = `SELECT id FROM ${DIFF} WHERE op = 'd'`;
+  for (const child of TABLE_NAMES.map((t) => TABLES[t])) {
+    for (const col of child.columns.filter((c) => c.references === table.name)) {
+      const { rows } = await client.query<{ rows: number; ids: number; sample: number[] | null }>(
+        `SELECT count(*)::int AS rows, count(DISTINCT c.${q(col.name)})::int AS ids,
+                (array_agg(DISTINCT c.${q(col.name)}))[1:10] AS sample
+           FROM ${q(child.name)} c WHERE c.${q(col.name)} IN (${gone})`,
+      );
+      const r = rows[0]!;
+      if (r.rows > 0) {
+        throw new ConflictError(
+          `replacing ${table.name} would leave ${r.rows} ${child.name} rows without their ${table.name} row: the backup lacks ${r.ids} ${table.name} id(s) they use (${(r.sample ?? []).join(', ')}${r.ids > 10 ? ', …' : ''}). Nothing was restored`,
+          { table: table.name, referencedBy: child.name, column: col.name, rows: r.rows, ids: r.ids, sample: r.sample ?? [] },
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * A process that starts a backup and stops dead half-way: after the first table's file is
+ * written it says "READY" and waits to be killed (SIGKILL), as a crash would stop it.
+ * Settings come from the environment, like the real worker's.
+ */
+import { createBackup } from '../../core/backup/create.js';
+import { loadConfig } from '../../core/config.js';
+import type { Services } from '../../core/context.js';
+import { createPool } from '../../core/db.js';
+import { createLogger } from '../../core/log.js';
+
+const config = loadConfig();
+const pool = createPool(config.DATABASE_URL, 2);
+const services = { config, pool, log: createLogger('silent') } as unknown as Services;
+await createBackup(services, {
+  onTable: async () => {
+    process.stdout.write('READY\n');
+    await new Promise(() => {});
+  },
+});

@@ -1,0 +1,67 @@
+import { Worker, type Job } from 'bullmq';
+import { createBackup } from '../core/backup/create.js';
+import {
+  BACKUP_JOB,
+  BACKUP_JOB_OPTS,
+  RESTORE_JOB,
+  SCHEDULER_ID,
+  unrecoverable,
+  type BackupJobData,
+  type RestoreJobData,
+} from '../core/backup/jobs.js';
+import { restoreTable } from '../core/backup/restore.js';
+import type { Services } from '../core/context.js';
+import { AppError } from '../core/errors.js';
+import { QUEUE_NAMES } from '../core/queues.js';
+import { createRedis } from '../core/redis.js';
+import { TABLE_NAMES } from '../core/tables.js';
+
+/**
+ * The `backups` queue: backup sets and table restores, one at a time per process so a restore
+ * never races a backup of the same tables. With BACKUP_CRON set, a job scheduler adds a backup
+ * of every table on that pattern (UTC); without it, any schedule left from before is removed.
+ */
+export async function startBackupWorker(services: Services): Promise<() => Promise<void>> {
+  const { config, log, queues } = services;
+  const connection = createRedis(config.REDIS_URL, 'worker');
+
+  const worker = new Worker(
+    QUEUE_NAMES.backups,
+    async (job: Job) => {
+      const jobLog = log.child({ queue: QUEUE_NAMES.backups, job: job.id, name: job.name });
+      try {
+        if (job.name === BACKUP_JOB) {
+          const data = job.data as BackupJobData;
+          return await createBackup(services, { tables: data.tables, reason: data.reason });
+        }
+        if (job.name === RESTORE_JOB) return await restoreTable(services, job.data as RestoreJobData);
+        throw new AppError(400, 'unknown_job', `the backups queue has no job kind "${job.name}"`);
+      } catch (err) {
+        if (err instanceof AppError && !err.retryable) {
+          jobLog.warn({ status: err.status, code: err.code }, err.message);
+          throw unrecoverable(err);
+        }
+        jobLog.error({ err, attempt: job.attemptsMade + 1 }, 'backup job failed; it will be retried if attempts remain');
+        throw err;
+      }
+    },
+    { connection, prefix: config.QUEUE_PREFIX, concurrency: 1 },
+  );
+  worker.on('error', (err) => log.error({ err }, 'backups worker error'));
+
+  if (config.BACKUP_CRON) {
+    await queues.backups.upsertJobScheduler(
+      SCHEDULER_ID,
+      { pattern: config.BACKUP_CRON, tz: 'UTC' },
+      { name: BACKUP_JOB, data: { tables: [...TABLE_NAMES], reason: 'schedule' } satisfies BackupJobData, opts: BACKUP_JOB_OPTS },
+    );
+    log.info({ cron: config.BACKUP_CRON, keep: config.BACKUP_KEEP }, 'scheduled backups on');
+  } else {
+    await queues.backups.removeJobScheduler(SCHEDULER_ID);
+  }
+
+  return async () => {
+    await worker.close();
+    await connection.quit().catch(() => {});
+  };
+}
