@@ -68,6 +68,14 @@ const schema = z.object({
     .transform((v) => v === 'true' || v === '1'),
   /** A requested warehouse refresh waits this long, absorbing the requests that follow it. */
   WAREHOUSE_REFRESH_DEBOUNCE_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
+  /**
+   * Memory DuckDB may use while a refresh builds the warehouse (DuckDB's own default is 80% of
+   * RAM); past it DuckDB spills to a folder under the warehouse directory.
+   */
+  WAREHOUSE_MEMORY_LIMIT: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'WAREHOUSE_MEMORY_LIMIT must look like 512MB or 2GB')
+    .default('1GB'),
   /** A table's Parquet deltas are merged into a new base once this many pile up. */
   WAREHOUSE_COMPACT_AFTER: z.coerce.number().int().min(1).max(10_000).default(16),
   /** Longest `POST /warehouse/refresh?wait=true` waits before answering 202 with the job id. */

@@ -21,9 +21,16 @@ export function columnNames(table: TableName): string[] {
   return TABLES[table].columns.map((c) => c.name);
 }
 
+/** Limits for the DuckDB instances that build the warehouse (set from config by the refresh). */
+let buildOptions: Record<string, string> = {};
+
+export function setBuildLimits(memoryLimit: string, spillDir: string): void {
+  buildOptions = { memory_limit: memoryLimit, temp_directory: spillDir };
+}
+
 /** A throwaway in-memory DuckDB for converting and merging Parquet. */
 export async function withMemoryDuck<T>(fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-  const instance = await DuckDBInstance.create(':memory:');
+  const instance = await DuckDBInstance.create(':memory:', buildOptions);
   const conn = await instance.connect();
   try {
     return await fn(conn);
@@ -35,7 +42,7 @@ export async function withMemoryDuck<T>(fn: (conn: DuckDBConnection) => Promise<
 
 /** Opens a DuckDB file read-write, runs `fn`, checkpoints and closes it (so no WAL is left). */
 export async function withDuckFile<T>(file: string, fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-  const instance = await DuckDBInstance.create(file);
+  const instance = await DuckDBInstance.create(file, buildOptions);
   const conn = await instance.connect();
   try {
     const out = await fn(conn);

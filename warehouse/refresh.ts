@@ -1,7 +1,9 @@
+import path from 'node:path';
 import type { Config } from '../core/config.js';
 import type { Pool } from '../core/db.js';
 import type { Logger } from '../core/log.js';
 import { compact } from './compact.js';
+import { setBuildLimits } from './duck.js';
 import { exportChanges, type ExportedTable } from './export.js';
 import { readLedger } from './ledger.js';
 import { layoutOf } from './layout.js';
@@ -34,6 +36,7 @@ export interface RefreshDeps {
  */
 export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts: { full?: boolean } = {}): Promise<RefreshResult> {
   const layout = layoutOf(config.dirs.warehouse);
+  setBuildLimits(config.WAREHOUSE_MEMORY_LIMIT, path.join(layout.tmp, 'spill'));
   const t0 = performance.now();
   const client = await pool.connect();
   try {
