@@ -1,9 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { startBackupWorker } from '../worker/backups.js';
-import { CHALLENGE_DIR as DIR } from './support/http.js';
+import { ingestChallenge } from './support/http.js';
 import { createTestServices, type TestServices } from './support/services.js';
 
 /** The challenge files, ingested through the API, backed up, wiped, restored: identical tables. */
@@ -30,17 +28,7 @@ async function checksum(table: string): Promise<string> {
 
 test('a backup of the challenge data restores to identical tables', async () => {
   const app = createApp(s);
-  for (const table of TABLES) {
-    const lines = (await readFile(path.join(DIR, `${table}.csv`), 'utf8')).split(/\r?\n/).filter((l) => l !== '');
-    for (let i = 0; i < lines.length; i += 1000) {
-      const res = await app.request(`/ingest/${table}`, {
-        method: 'POST',
-        headers: { 'content-type': 'text/csv' },
-        body: lines.slice(i, i + 1000).join('\n'),
-      });
-      expect(res.status).toBe(200);
-    }
-  }
+  await ingestChallenge(app, TABLES);
   const before = await Promise.all(TABLES.map(checksum));
   expect(Number(before[2]!.split(':')[0])).toBeGreaterThan(1000);
 

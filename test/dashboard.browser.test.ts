@@ -3,7 +3,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { startWorkers, type Workers } from '../worker/index.js';
-import { challengeLines, chunks, postCsv } from './support/http.js';
+import { ingestChallenge } from './support/http.js';
 import { createTestServices, type TestServices } from './support/services.js';
 
 let s: TestServices;
@@ -16,9 +16,7 @@ beforeAll(async () => {
   s = await createTestServices();
   workers = await startWorkers(s);
   const app = createApp(s);
-  for (const table of ['departments', 'jobs', 'hired_employees']) {
-    for (const body of chunks(await challengeLines(table))) expect((await postCsv(app, `/ingest/${table}`, body)).status).toBe(200);
-  }
+  await ingestChallenge(app);
   expect((await app.request('/warehouse/refresh?wait=true', { method: 'POST' })).status).toBeLessThan(300);
   const port = await new Promise<number>((resolve) => {
     server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => resolve(info.port));

@@ -29,3 +29,27 @@ export function postJson(app: Fetcher, url: string, body: unknown, headers: Reco
 export function postCsv(app: Fetcher, url: string, body: string, headers: Record<string, string> = {}) {
   return app.request(url, { method: 'POST', headers: { 'content-type': 'text/csv', ...headers }, body });
 }
+
+/** Posts the challenge files through POST /ingest as text/csv, 1000 lines a request; every answer must be 200. */
+export async function ingestChallenge(
+  app: Fetcher,
+  tables: readonly string[] = ['departments', 'jobs', 'hired_employees'],
+): Promise<void> {
+  for (const table of tables) {
+    for (const body of chunks(await challengeLines(table))) {
+      const res = await postCsv(app, `/ingest/${table}`, body);
+      if (res.status !== 200) throw new Error(`POST /ingest/${table} answered ${res.status}: ${await res.text()}`);
+    }
+  }
+}
+
+/** What the challenge data must give for GET /analytics/departments-above-mean?year=2021. */
+export const CHALLENGE_ABOVE_MEAN_2021: [string, number][] = [
+  ['Support', 216],
+  ['Engineering', 205],
+  ['Human Resources', 201],
+  ['Services', 200],
+  ['Business Development', 185],
+  ['Research and Development', 148],
+  ['Marketing', 142],
+];
