@@ -12,7 +12,6 @@ import { microsToIso, type Micros } from './avro.js';
  */
 
 const q = pg.escapeIdentifier;
-const FLUSH_ROWS = 2000;
 
 export const STAGE = 'restore_stage';
 
@@ -38,113 +37,172 @@ function writeInt64(buf: Buffer, v: number, o: number): number {
   return buf.writeUInt32BE(v - hi * TWO_32, o);
 }
 
+/** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in Unix microseconds: the years `microsToIso` writes in 4 digits. */
+const MIN_VALID_US = -62_135_596_800_000_000n;
+const END_VALID_US = 253_402_300_800_000_000n;
+const INT_MAX = 2147483647;
+
 /**
  * Records arrive with timestamps as raw microseconds (see `readBackupFile`'s `rawTimestamps`).
- * Each is turned into the ISO string the data rules check; when the row passes, the staging row
- * is written in binary COPY format with the original microseconds, the very instant the checked
- * string names, so PostgreSQL parses no text at all.
+ * Every row is held to the data rules (`RowBatch`), and a passing row is written in binary COPY
+ * format with the original microseconds, so PostgreSQL parses no text at all.
+ *
+ * Most rows take a shortcut that reaches the verdict `RowBatch` would, without building strings
+ * or arrays: an Avro int in 1..2147483647 passes `checkInt` unchanged; a string with no NUL whose
+ * first and last characters are printable ASCII (not space) passes `checkText` unchanged (trim is
+ * a no-op); microseconds in years 1..9999 give an ISO string `checkDatetime` accepts as is. Any
+ * row outside those cases goes through `RowBatch.addObject` exactly as before, which decides and
+ * words the rejection (or normalizes, e.g. trims, the values that are written).
  */
 export class ValidateToCopy extends Transform {
   private readonly batch: RowBatch;
   private readonly kinds: ('int' | 'text' | 'micros')[];
-  private readonly micros: Micros[][];
   private readonly names: string[];
+  private readonly withPosition: boolean;
+  private readonly texts: string[];
+  private buf = Buffer.allocUnsafe(CHUNK);
+  private o = 0;
   private position = 0;
   private lastId = 0;
-  private started = false;
   /** True while ids arrive strictly increasing, as every backup this service writes has them. */
   ascending = true;
   valid = 0;
   rejected = 0;
 
+  /** `withPosition`: add each row's 0-based position in the file as a last column (the staging table's `pos`). */
   constructor(
     table: TableDef,
     private readonly onReject: (r: Reject) => void,
+    opts: { withPosition?: boolean } = {},
   ) {
     super({ writableObjectMode: true, writableHighWaterMark: 4096 });
     this.batch = new RowBatch(table);
     this.names = table.columns.map((c) => c.name);
     this.kinds = table.columns.map((c) => (c.pgType === 'text' ? 'text' : c.pgType === 'timestamptz' ? 'micros' : 'int'));
-    this.micros = table.columns.map(() => []);
+    this.withPosition = opts.withPosition ?? true;
+    this.texts = new Array(table.columns.length);
+    const header = Buffer.alloc(19);
+    SIGNATURE.copy(header, 0); // flags and header extension length: zero
+    this.o = header.copy(this.buf, 0);
+  }
+
+  /** Records read so far (valid or not). */
+  get records(): number {
+    return this.position;
   }
 
   override _transform(rec: Record<string, unknown>, _enc: BufferEncoding, cb: TransformCallback): void {
     const pos = this.position++;
-    const kinds = this.kinds;
-    for (let c = 0; c < kinds.length; c++) {
-      if (kinds[c] !== 'micros') continue;
-      const v = rec[this.names[c]!];
-      if (typeof v === 'number' || typeof v === 'bigint') {
-        this.micros[c]!.push(v);
-        rec[this.names[c]!] = microsToIso(v);
-      }
-    }
-    const issues = this.batch.addObject(rec, pos);
-    if (issues) {
-      for (let c = 0; c < kinds.length; c++) if (kinds[c] === 'micros') this.micros[c]!.pop();
-      this.rejected++;
-      this.onReject({ position: pos, raw: JSON.stringify(rec), errors: issues });
-    } else {
-      this.valid++;
-      const id = this.batch.columns[0]![this.batch.length - 1] as number;
-      if (id <= this.lastId) this.ascending = false;
-      this.lastId = id;
-    }
-    if (this.batch.length >= FLUSH_ROWS) this.flushBatch();
+    if (this.fits(rec)) this.writeRow(rec, pos);
+    else this.slow(rec, pos);
+    if (this.o >= CHUNK - 4096) this.pushChunk();
     cb();
   }
 
   override _flush(cb: TransformCallback): void {
-    this.flushBatch();
-    const trailer = Buffer.alloc(2);
-    trailer.writeInt16BE(-1);
-    this.push(trailer);
+    this.ensure(2);
+    this.o = this.buf.writeInt16BE(-1, this.o);
+    this.pushChunk();
     cb();
   }
 
-  private flushBatch(): void {
-    if (!this.started) {
-      const header = Buffer.alloc(19);
-      SIGNATURE.copy(header, 0);
-      this.push(header); // flags and header extension length: zero
-      this.started = true;
+  /** True when every value of `rec` passes its rule unchanged (see the class comment). */
+  private fits(rec: Record<string, unknown>): boolean {
+    const kinds = this.kinds;
+    for (let c = 0; c < kinds.length; c++) {
+      const v = rec[this.names[c]!];
+      const kind = kinds[c];
+      if (kind === 'int') {
+        if (typeof v !== 'number' || !(v >= 1 && v <= INT_MAX) || !Number.isInteger(v)) return false;
+      } else if (kind === 'text') {
+        if (typeof v !== 'string' || v.length === 0) return false;
+        const a = v.charCodeAt(0);
+        const z = v.charCodeAt(v.length - 1);
+        if (a <= 32 || a >= 127 || z <= 32 || z >= 127 || v.indexOf('\u0000') !== -1) return false;
+      } else if (typeof v === 'bigint') {
+        if (v < MIN_VALID_US || v >= END_VALID_US) return false;
+      } else if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+        // Safe integers (about years 1684..2255) are always in range.
+        return false;
+      }
     }
-    const { columns, positions } = this.batch;
-    const n = positions.length;
-    if (n === 0) return;
+    return true;
+  }
+
+  /** The rules' own verdict and wording, through `RowBatch`, for a row the shortcut cannot vouch for. */
+  private slow(rec: Record<string, unknown>, pos: number): void {
+    const kinds = this.kinds;
+    const micros: unknown[] = [];
+    for (let c = 0; c < kinds.length; c++) {
+      if (kinds[c] !== 'micros') continue;
+      const v = rec[this.names[c]!];
+      micros[c] = v;
+      if (typeof v === 'number' || typeof v === 'bigint') rec[this.names[c]!] = microsToIso(v);
+    }
+    const issues = this.batch.addObject(rec, pos);
+    if (issues) {
+      this.rejected++;
+      this.onReject({ position: pos, raw: JSON.stringify(rec), errors: issues });
+      return;
+    }
+    // Passed once normalized (trimmed text): write the normalized values and the original microseconds.
+    const row: Record<string, unknown> = {};
+    for (let c = 0; c < kinds.length; c++) row[this.names[c]!] = kinds[c] === 'micros' ? micros[c] : this.batch.columns[c]![0];
+    this.batch.clear();
+    this.writeRow(row, pos);
+  }
+
+  private ensure(need: number): void {
+    if (this.o + need <= this.buf.length) return;
+    this.pushChunk();
+    if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
+  }
+
+  private pushChunk(): void {
+    if (this.o === 0) return;
+    this.push(this.buf.subarray(0, this.o));
+    this.buf = Buffer.allocUnsafe(CHUNK);
+    this.o = 0;
+  }
+
+  /** Appends one valid row (timestamps as microseconds) as a binary COPY tuple. */
+  private writeRow(row: Record<string, unknown>, pos: number): void {
     const kinds = this.kinds;
     const ncol = kinds.length;
-    let buf = Buffer.allocUnsafe(CHUNK);
-    let o = 0;
-    for (let r = 0; r < n; r++) {
-      let need = 2 + 12;
-      for (let c = 0; c < ncol; c++) need += kinds[c] === 'text' ? 4 + Buffer.byteLength(columns[c]![r] as string) : 12;
-      if (o + need > buf.length) {
-        this.push(buf.subarray(0, o));
-        buf = Buffer.allocUnsafe(Math.max(CHUNK, need));
-        o = 0;
-      }
-      o = buf.writeInt16BE(ncol + 1, o);
-      for (let c = 0; c < ncol; c++) {
-        const kind = kinds[c];
-        if (kind === 'int') {
-          o = buf.writeInt32BE(4, o);
-          o = buf.writeInt32BE(columns[c]![r] as number, o);
-        } else if (kind === 'text') {
-          const len = buf.write(columns[c]![r] as string, o + 4, 'utf8');
-          buf.writeInt32BE(len, o);
-          o += 4 + len;
-        } else {
-          o = buf.writeInt32BE(8, o);
-          const us = this.micros[c]![r]!;
-          o = typeof us === 'bigint' ? buf.writeBigInt64BE(us - BigInt(PG_EPOCH_US), o) : writeInt64(buf, us - PG_EPOCH_US, o);
-        }
-      }
-      o = buf.writeInt32BE(8, o);
-      o = writeInt64(buf, positions[r]!, o);
+    let need = 2 + (this.withPosition ? 12 : 0);
+    for (let c = 0; c < ncol; c++) {
+      if (kinds[c] === 'text') {
+        const s = row[this.names[c]!] as string;
+        this.texts[c] = s;
+        need += 4 + 3 * s.length; // UTF-8 takes at most 3 bytes per UTF-16 unit
+      } else need += 12;
     }
-    this.push(buf.subarray(0, o));
-    this.batch.clear();
-    for (const m of this.micros) m.length = 0;
+    this.ensure(need);
+    const buf = this.buf;
+    let o = buf.writeInt16BE(this.withPosition ? ncol + 1 : ncol, this.o);
+    for (let c = 0; c < ncol; c++) {
+      const kind = kinds[c];
+      if (kind === 'int') {
+        o = buf.writeInt32BE(4, o);
+        o = buf.writeInt32BE(row[this.names[c]!] as number, o);
+      } else if (kind === 'text') {
+        const len = buf.write(this.texts[c]!, o + 4, 'utf8');
+        buf.writeInt32BE(len, o);
+        o += 4 + len;
+      } else {
+        o = buf.writeInt32BE(8, o);
+        const us = row[this.names[c]!] as Micros;
+        o = typeof us === 'bigint' ? buf.writeBigInt64BE(us - BigInt(PG_EPOCH_US), o) : writeInt64(buf, us - PG_EPOCH_US, o);
+      }
+    }
+    if (this.withPosition) {
+      o = buf.writeInt32BE(8, o);
+      o = writeInt64(buf, pos, o);
+    }
+    this.o = o;
+    this.valid++;
+    const id = row[this.names[0]!] as number;
+    if (id <= this.lastId) this.ascending = false;
+    this.lastId = id;
   }
 }
