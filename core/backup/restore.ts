@@ -7,9 +7,9 @@ import { withTransaction, type PoolClient } from '../db.js';
 import { AppError, ConflictError, UnprocessableError } from '../errors.js';
 import { requestWarehouseRefresh } from '../queues.js';
 import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../tables.js';
-import { BackupFileError, readBackupFile } from './read.js';
+import { avroReading, BackupFileError, readBackupFile } from './read.js';
 import { applyDiff, buildDiff, DIFF, dropIndexesAndForeignKeys, type DiffCounts } from './diff.js';
-import { copyStageSql, createStageSql, STAGE, ValidateToCopy } from './stage.js';
+import { AvroToCopy, copyStageSql, createStageSql, STAGE, type ValidateToCopy } from './stage.js';
 import { findBackup, setDir } from './store.js';
 
 export type RestoreMode = 'replace' | 'merge';
@@ -83,9 +83,9 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
         if (direct) return { table: table.name, backup: manifest.id, mode, ...direct };
       }
       await client.query(createStageSql(table));
-      const validate = new ValidateToCopy(table, onReject);
+      const validate = new AvroToCopy(table, onReject, avroReading(table));
       const copy = client.query(copyFrom(copyStageSql(table)));
-      const rows = await readBackupFile(file, table, entry, [validate, copy], { rawTimestamps: true, count: () => validate.records });
+      const rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
       lap('staged');
       if (validate.rejected > 0) throw refused(validate);
       if (!validate.ascending) {
@@ -196,11 +196,11 @@ async function restoreIntoEmpty(
   const t = q(table.name);
   await client.query('SAVEPOINT restore_direct');
   const rebuild = await dropIndexesAndForeignKeys(client, table);
-  const validate = new ValidateToCopy(table, onReject, { withPosition: false });
+  const validate = new AvroToCopy(table, onReject, { ...avroReading(table), withPosition: false });
   const copy = client.query(copyFrom(`COPY ${t} (${table.columns.map((c) => q(c.name)).join(', ')}) FROM STDIN (FORMAT binary)`));
   let rows: number;
   try {
-    rows = await readBackupFile(file, table, entry, [validate, copy], { rawTimestamps: true, count: () => validate.records });
+    rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
   } catch (err) {
     // A primary key kept in place (other tables reference it) met a repeated id: take the staged
     // path, which reads the file again and judges it (rejects included) from the start.
