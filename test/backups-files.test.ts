@@ -229,8 +229,9 @@ describe('bad requests', () => {
 });
 
 describe('restore into an empty table (rows copied straight in)', () => {
-  /** A hand-made hired_employees backup, as another tool (or a bug) might write it. */
-  async function handMade(rows: object[]): Promise<string> {
+  /** A hand-made hired_employees backup, as another tool (or a bug) might write it; 1,500 fine rows follow `first`, so the restore is bulk-sized. */
+  async function handMade(first: object[]): Promise<string> {
+    const rows = [...first, ...Array.from({ length: 1500 }, (_, i) => row(10_000 + i, `Filler ${i}`))];
     const id = newBackupId();
     const dir = setDir(s.config.dirs.backups, id);
     await mkdir(dir);
@@ -252,10 +253,11 @@ describe('restore into an empty table (rows copied straight in)', () => {
     await s.pool.query('TRUNCATE hired_employees');
     await s.pool.query('DELETE FROM warehouse_changes');
     const res = await post('/backups/hired_employees/restore', { backup: id });
-    expect(await res.json()).toMatchObject({ rows: 4, inserted: 3, updated: 0, deleted: 0, unchanged: 0 });
-    const { rows } = await s.pool.query(`SELECT id, name FROM hired_employees ORDER BY id`);
+    expect(await res.json()).toMatchObject({ rows: 1504, inserted: 1503, updated: 0, deleted: 0, unchanged: 0 });
+    const { rows } = await s.pool.query(`SELECT id, name FROM hired_employees WHERE id < 10 ORDER BY id`);
     expect(rows).toEqual([{ id: 1, name: 'One again' }, { id: 2, name: 'Two' }, { id: 3, name: 'Third' }]);
-    expect((await s.pool.query(`SELECT lo, hi FROM warehouse_changes WHERE table_name = 'hired_employees'`)).rows).toEqual([{ lo: 1, hi: 3 }]);
+    const changes = await s.pool.query(`SELECT lo, hi FROM warehouse_changes WHERE table_name = 'hired_employees' ORDER BY lo`);
+    expect(changes.rows).toEqual([{ lo: 1, hi: 3 }, { lo: 10_000, hi: 11_499 }]);
     expect(await indexes()).toBe(3);
   });
 

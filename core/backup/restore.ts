@@ -76,7 +76,12 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
           `backup ${manifest.id} holds ${validate.rejected} ${table.name} rows that break the data rules; nothing was restored`,
           { backup: manifest.id, table: table.name, rejected: validate.rejected, rejects: rejects.slice(0, 20) },
         );
-      const empty = (await client.query(`SELECT NOT EXISTS (SELECT 1 FROM ${q(table.name)}) AS empty`)).rows[0].empty as boolean;
+      // Into an empty table, a restore as large as the bulk path's (it drops indexes and keys, and
+      // readers wait) copies the rows straight in; a small one keeps the table's indexes, its
+      // lighter lock, and the staged path.
+      const empty =
+        entry.rows >= config.RESTORE_BULK_ROWS &&
+        ((await client.query(`SELECT NOT EXISTS (SELECT 1 FROM ${q(table.name)}) AS empty`)).rows[0].empty as boolean);
       if (empty) {
         const direct = await restoreIntoEmpty(client, table, file, entry, manifest.id, rejects, onReject, refused);
         lap('direct');
