@@ -227,3 +227,69 @@ describe('bad requests', () => {
     );
   });
 });
+
+describe('restore into an empty table (rows copied straight in)', () => {
+  /** A hand-made hired_employees backup, as another tool (or a bug) might write it; 1,500 fine rows follow `first`, so the restore is bulk-sized. */
+  async function handMade(first: object[]): Promise<string> {
+    const rows = [...first, ...Array.from({ length: 1500 }, (_, i) => row(10_000 + i, `Filler ${i}`))];
+    const id = newBackupId();
+    const dir = setDir(s.config.dirs.backups, id);
+    await mkdir(dir);
+    const encoder = new avro.streams.BlockEncoder(avroType(TABLES.hired_employees) as unknown as avro.Schema, { codec: 'deflate' });
+    await pipeline(Readable.from(rows), encoder, createWriteStream(path.join(dir, 'hired_employees.avro')));
+    await writeFile(
+      path.join(dir, 'manifest.json'),
+      JSON.stringify({ format: 1, id, snapshotAt: new Date().toISOString(), finishedAt: new Date().toISOString(), schemaVersion: 1, reason: 'test', tables: [{ table: 'hired_employees', file: 'hired_employees.avro', rows: rows.length, bytes: 0, sha256: '', codec: 'deflate' }] }),
+    );
+    await blessFile(id, 'hired_employees');
+    return id;
+  }
+  const row = (id: number, name: string, department_id = 1) => ({ id, name, datetime: '2021-03-04T05:06:07.123456Z', department_id, job_id: 2 });
+  const indexes = async () =>
+    (await s.pool.query(`SELECT count(*)::int AS n FROM pg_index WHERE indrelid = 'hired_employees'::regclass`)).rows[0]!.n as number;
+
+  test('ids out of order or repeated: the later row wins, names are trimmed, the warehouse sees the insert', async () => {
+    const id = await handMade([row(3, 'Third'), row(1, '  One  '), row(2, 'Two'), row(1, 'One again ')]);
+    await s.pool.query('TRUNCATE hired_employees');
+    await s.pool.query('DELETE FROM warehouse_changes');
+    const res = await post('/backups/hired_employees/restore', { backup: id });
+    expect(await res.json()).toMatchObject({ rows: 1504, inserted: 1503, updated: 0, deleted: 0, unchanged: 0 });
+    const { rows } = await s.pool.query(`SELECT id, name FROM hired_employees WHERE id < 10 ORDER BY id`);
+    expect(rows).toEqual([{ id: 1, name: 'One again' }, { id: 2, name: 'Two' }, { id: 3, name: 'Third' }]);
+    const changes = await s.pool.query(`SELECT lo, hi FROM warehouse_changes WHERE table_name = 'hired_employees' ORDER BY lo`);
+    expect(changes.rows).toEqual([{ lo: 1, hi: 3 }, { lo: 10_000, hi: 11_499 }]);
+    expect(await indexes()).toBe(3);
+  });
+
+  test('a department that does not exist answers 409, keeps the rejects, and leaves the table empty', async () => {
+    const id = await handMade([row(1, 'A'), row(2, 'B', 99), row(5, 'C'), row(7, 'D', 98)]);
+    await s.pool.query('TRUNCATE hired_employees');
+    const res = await post('/backups/hired_employees/restore', { backup: id });
+    expect(res.status).toBe(409);
+    const body = (await res.json()) as { error: { details: { rows: number; rejects: { position: number }[] } } };
+    expect(body.error.details.rows).toBe(2);
+    expect(body.error.details.rejects.map((r) => r.position)).toEqual([1, 3]);
+    expect((await s.pool.query(`SELECT count(*)::int AS n FROM hired_employees`)).rows[0]!.n).toBe(0);
+    expect(await indexes()).toBe(3);
+    const stored = await s.pool.query(`SELECT position FROM rejects WHERE source = 'restore' AND source_id = $1 ORDER BY position`, [id]);
+    expect(stored.rows.map((r) => Number(r.position))).toEqual([1, 3]);
+  });
+
+  test('a rule breaker answers 422 and a damaged file 422, the table stays empty', async () => {
+    const bad = await handMade([row(1, 'A'), row(2, ' ')]);
+    await s.pool.query('TRUNCATE hired_employees');
+    const res = await post('/backups/hired_employees/restore', { backup: bad });
+    expect(res.status).toBe(422);
+    const damaged = await copyOfGood();
+    const file = fileOf(damaged, 'hired_employees');
+    const data = await readFile(file);
+    data[Math.floor(data.length / 2)]! ^= 0xff;
+    await writeFile(file, data);
+    expect((await post('/backups/hired_employees/restore', { backup: damaged })).status).toBe(422);
+    expect((await s.pool.query(`SELECT count(*)::int AS n FROM hired_employees`)).rows[0]!.n).toBe(0);
+    expect(await indexes()).toBe(3);
+    // And the good set still restores.
+    const ok = await post('/backups/hired_employees/restore', { backup: good });
+    expect(await ok.json()).toMatchObject({ inserted: 20000, updated: 0, deleted: 0, unchanged: 0 });
+  });
+});

@@ -86,7 +86,7 @@ export async function applyDiff(client: PoolClient, table: TableDef, counts: Dif
 }
 
 /** Drops the table's own foreign keys, indexes and (when nothing references it) primary key; returns the statements that rebuild them exactly. */
-async function dropIndexesAndForeignKeys(client: PoolClient, table: TableDef): Promise<string[]> {
+export async function dropIndexesAndForeignKeys(client: PoolClient, table: TableDef): Promise<string[]> {
   const t = q(table.name);
   await client.query(`LOCK TABLE ${t} IN ACCESS EXCLUSIVE MODE`);
   const fks = await client.query<{ name: string; def: string }>(

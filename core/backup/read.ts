@@ -31,7 +31,16 @@ export async function readBackupFile(
   table: TableDef,
   entry: ManifestTable,
   sink: Writable[],
-  opts: { rawTimestamps?: boolean } = {},
+  opts: {
+    rawTimestamps?: boolean;
+    /** Records seen by the first sink, when it counts them: saves a stream stage per record. */
+    count?: () => number;
+    /**
+     * The first sink reads the Avro bytes itself (`AvroToCopy`, made with `avroReading`): no
+     * `BlockDecoder`; its `problem` says what is wrong with a file it could not read.
+     */
+    readsAvro?: { problem: string | undefined };
+  } = {},
 ): Promise<number> {
   const info = await stat(file).catch(() => undefined);
   const early = !info
@@ -45,6 +54,7 @@ export async function readBackupFile(
     throw early;
   }
   const digest = new Digest();
+  if (opts.readsAvro && !opts.count) throw new Error('readsAvro needs count');
   let problem: string | undefined;
   const decoder = new avro.streams.BlockDecoder({
     codecs,
@@ -66,17 +76,33 @@ export async function readBackupFile(
       cb(null, rec);
     },
   });
-  const stages: (Duplex | Writable)[] = sink.length > 0 ? [counter, ...sink] : [counter, nullSink()];
+  const stages: (Duplex | Writable)[] = opts.count && sink.length > 0 ? sink : sink.length > 0 ? [counter, ...sink] : [counter, nullSink()];
   try {
-    await pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), digest, decoder, ...(stages as [Duplex]));
+    if (opts.readsAvro) await pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), digest, ...(stages as [Duplex]));
+    else await pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), digest, decoder, ...(stages as [Duplex]));
   } catch (err) {
+    problem ??= opts.readsAvro?.problem;
     if (problem !== undefined) throw new BackupFileError(file, `it is corrupt: ${problem}`);
     throw err;
   }
+  if (opts.count) rows = opts.count();
   const sha = digest.hex();
   if (sha !== entry.sha256) throw new BackupFileError(file, `its SHA-256 is ${sha}, the manifest says ${entry.sha256}`);
   if (rows !== entry.rows) throw new BackupFileError(file, `it holds ${rows} records, the manifest says ${entry.rows}`);
   return rows;
+}
+
+/** What `AvroToCopy` needs to read a file of `table` as `readBackupFile` does: the codecs and the schema check. */
+export function avroReading(table: TableDef): { codecs: typeof codecs; parseHook: (schema: avro.Schema) => avro.Type } {
+  return {
+    codecs,
+    parseHook: (schema: avro.Schema) => {
+      const type = parseWriterSchema(schema, true);
+      const mismatch = schemaMismatch(type, table, schema);
+      if (mismatch) throw new Error(mismatch);
+      return type;
+    },
+  };
 }
 
 function nullSink(): Writable {

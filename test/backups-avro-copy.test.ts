@@ -1,0 +1,120 @@
+import { Readable, Writable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import avro from 'avsc';
+import { expect, test } from 'vitest';
+import type { Reject } from '../core/apply.js';
+import { avroType, codecs, isoToMicros, parseWriterSchema } from '../core/backup/avro.js';
+import { AvroDeflateWriter } from '../core/backup/avro-writer.js';
+import { avroReading } from '../core/backup/read.js';
+import { AvroToCopy, ValidateToCopy } from '../core/backup/stage.js';
+import { TABLES } from '../core/tables.js';
+
+/**
+ * The restore's Avro-bytes-to-COPY reader against the reference: avsc's BlockDecoder feeding
+ * records to ValidateToCopy (RowBatch for every row). Same COPY bytes, same rejects, whatever the
+ * values and however the file is cut into chunks.
+ */
+
+const table = TABLES.hired_employees;
+const odd = [
+  { id: 1, name: 'José Müller', datetime: '2021-01-01T00:00:00.000000Z', department_id: 1, job_id: 1 },
+  { id: 2, name: '  padded  ', datetime: '0001-01-01T00:00:00.000000Z', department_id: 1, job_id: 1 },
+  { id: 3, name: 'a', datetime: '9999-12-31T23:59:59.999999Z', department_id: 2147483647, job_id: 1 },
+  { id: 4, name: 'tab\tinside', datetime: -1, department_id: 1, job_id: 1 },
+  { id: 5, name: '', datetime: 0, department_id: 1, job_id: 1 },
+  { id: 6, name: 'nul\u0000inside', datetime: 0, department_id: 1, job_id: 1 },
+  { id: 7, name: 'year 10000', datetime: 253_402_300_800_000_000n, department_id: 1, job_id: 1 },
+  { id: 8, name: 'before year 1', datetime: -62_135_596_800_000_001n, department_id: 1, job_id: 1 },
+  { id: 9, name: 'zero department', datetime: 1, department_id: 0, job_id: 1 },
+  { id: 0, name: 'zero id', datetime: 1, department_id: 1, job_id: -5 },
+  { id: 10, name: '\u00a0nbsp\u00a0', datetime: isoToMicros('1600-06-01T00:00:00.5Z'), department_id: 1, job_id: 1 },
+  { id: 11, name: 'x'.repeat(70_000), datetime: isoToMicros('2300-06-01T00:00:00.5Z'), department_id: 1, job_id: 1 },
+  { id: 11, name: 'emoji 😀', datetime: 2 ** 53 - 1, department_id: 3, job_id: 4 },
+  { id: 12, name: 'end ', datetime: -(2 ** 53) + 1, department_id: 3, job_id: 4 },
+  { id: 13, name: '\u2028', datetime: 5, department_id: 3, job_id: 4 },
+];
+const rows = [
+  ...odd,
+  ...Array.from({ length: 20_000 }, (_, i) => ({
+    id: 100 + i,
+    name: `Employee ${i} ${'y'.repeat(i % 37)}`,
+    datetime: (i - 10_000) * 86_400_000_123,
+    department_id: 1 + (i % 12),
+    job_id: 1 + (i % 183),
+  })),
+];
+
+async function file(codec: 'deflate' | 'null'): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(c), cb()) });
+  if (codec === 'deflate') {
+    const writer = new AvroDeflateWriter(avroType(table), { blockSize: 4096, level: 1, metadata: {} });
+    await pipeline(Readable.from(rows), writer, sink);
+  } else {
+    const encoder = new avro.streams.BlockEncoder(avroType(table) as unknown as avro.Schema, { codec: 'null', blockSize: 3000 });
+    await pipeline(Readable.from(rows), encoder, sink);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function run(bytes: Buffer, cut: number[], make: (onReject: (r: Reject) => void) => Transform[]) {
+  const rejects: Reject[] = [];
+  const out: Buffer[] = [];
+  const pieces: Buffer[] = [];
+  for (let at = 0, i = 0; at < bytes.length; i++) {
+    const n = cut[i % cut.length]!;
+    pieces.push(bytes.subarray(at, at + n));
+    at += n;
+  }
+  const stages = make((r) => rejects.push(r));
+  await pipeline(Readable.from(pieces), ...(stages as [Transform]), new Writable({ write: (c: Buffer, _e, cb) => (out.push(Buffer.from(c)), cb()) }));
+  return { copy: Buffer.concat(out), rejects, last: stages.at(-1) as ValidateToCopy };
+}
+
+const reference = (bytes: Buffer, withPosition: boolean) =>
+  run(bytes, [1 << 20], (onReject) => [
+    new avro.streams.BlockDecoder({ codecs, parseHook: (s: avro.Schema) => parseWriterSchema(s, true) }) as unknown as Transform,
+    new ValidateToCopy(table, onReject, { withPosition }),
+  ]);
+
+for (const codec of ['deflate', 'null'] as const) {
+  test(`${codec} files: the same COPY rows and rejects as RowBatch on decoded records`, async () => {
+    const bytes = await file(codec);
+    for (const withPosition of [true, false]) {
+      const want = await reference(bytes, withPosition);
+      expect(want.rejects.map((r) => r.position)).toEqual([4, 5, 6, 7, 8, 9, 14]);
+      for (const cut of [[bytes.length], [256 * 1024], [1, 7, 4093], [65_537]]) {
+        const got = await run(bytes, cut, (onReject) => [new AvroToCopy(table, onReject, { ...avroReading(table), withPosition })]);
+        expect(got.rejects).toEqual(want.rejects);
+        expect(got.copy.equals(want.copy)).toBe(true);
+        expect([got.last.valid, got.last.rejected, got.last.records, got.last.ascending]).toEqual([
+          want.last.valid,
+          want.last.rejected,
+          want.last.records,
+          false,
+        ]);
+      }
+    }
+  });
+}
+
+test("another table's file, a bad sync marker: the problem is named", async () => {
+  const dept = Buffer.concat(
+    await (async () => {
+      const chunks: Buffer[] = [];
+      const enc = new avro.streams.BlockEncoder(avroType(TABLES.departments) as unknown as avro.Schema, { codec: 'deflate' });
+      await pipeline(Readable.from([{ id: 1, department: 'x' }]), enc, new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(c), cb()) }));
+      return chunks;
+    })(),
+  );
+  const other = new AvroToCopy(table, () => {}, avroReading(table));
+  await expect(run(dept, [dept.length], () => [other])).rejects.toThrow();
+  expect(other.problem).toMatch(/holds hr\.backup\.departments records, not hr\.backup\.hired_employees/);
+
+  const bytes = await file('null');
+  const damaged = Buffer.from(bytes);
+  damaged[damaged.length - 3]! ^= 0xff; // in the last sync marker
+  const bad = new AvroToCopy(table, () => {}, avroReading(table));
+  await expect(run(damaged, [damaged.length], () => [bad])).rejects.toThrow();
+  expect(bad.problem).toBe('invalid sync marker');
+});
