@@ -10,8 +10,9 @@ import avro from 'avsc';
  * At most `inFlight` blocks wait for compression; they are written in order. Codec: deflate.
  */
 
-const MAGIC = Buffer.from('Obj\x01', 'latin1');
-const HEADER = avro.Type.forSchema({
+/** The Avro container file header (spec "Object Container Files"), shared with the restore reader. */
+export const MAGIC = Buffer.from('Obj\x01', 'latin1');
+export const HEADER = avro.Type.forSchema({
   type: 'record',
   name: 'org.apache.avro.file.Header',
   fields: [

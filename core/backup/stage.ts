@@ -1,5 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import avro from 'avsc';
+import { HEADER, MAGIC } from './avro-writer.js';
 import pg from 'pg';
 import type { Reject } from '../apply.js';
 import { RowBatch, type TableDef } from '../tables.js';
@@ -208,16 +209,6 @@ export class ValidateToCopy extends Transform {
   }
 }
 
-const MAGIC = Buffer.from('Obj\x01', 'latin1');
-const HEADER = avro.Type.forSchema({
-  type: 'record',
-  name: 'org.apache.avro.file.Header',
-  fields: [
-    { name: 'magic', type: { type: 'fixed', name: 'Magic', size: 4 } },
-    { name: 'meta', type: { type: 'map', values: 'bytes' } },
-    { name: 'sync', type: { type: 'fixed', name: 'Sync', size: 16 } },
-  ],
-} as avro.Schema);
 /** Marks a varint the shortcut does not take (see `AvroToCopy#readLongOrSlow`). */
 const SLOW = NaN;
 
