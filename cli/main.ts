@@ -92,6 +92,20 @@ function loadResult(loads: Load[], strict: unknown): number {
   return EXIT.ok;
 }
 
+/** A metric from GET /analytics/{endpoint}, as an aligned table or CSV. */
+function metric(name: string, endpoint: string, summary: string, columns: string[]): Command {
+  return {
+    usage: `hr ${name} [--year 2021] [--csv]`,
+    summary,
+    options: { year: { type: 'string' }, csv: { type: 'boolean' } },
+    async run(client, { values }) {
+      const rows = await client.json<Record<string, unknown>[]>('GET', `/analytics/${endpoint}?year=${values.year ?? 2021}`);
+      print(rows, values.csv, columns);
+      return EXIT.ok;
+    },
+  };
+}
+
 const commands: Record<string, Command> = {
   load: {
     usage: 'hr load FILE... [--table T] [--no-follow] [--strict]',
@@ -169,26 +183,18 @@ const commands: Record<string, Command> = {
       return EXIT.ok;
     },
   },
-  'hires-by-quarter': {
-    usage: 'hr hires-by-quarter [--year 2021] [--csv]',
-    summary: 'Hires per department and job by quarter of a year',
-    options: { year: { type: 'string' }, csv: { type: 'boolean' } },
-    async run(client, { values }) {
-      const rows = await client.json<Record<string, unknown>[]>('GET', `/analytics/hires-by-quarter?year=${values.year ?? 2021}`);
-      print(rows, values.csv, ['department', 'job', 'q1', 'q2', 'q3', 'q4']);
-      return EXIT.ok;
-    },
-  },
-  'above-mean': {
-    usage: 'hr above-mean [--year 2021] [--csv]',
-    summary: 'Departments that hired more than the mean in a year',
-    options: { year: { type: 'string' }, csv: { type: 'boolean' } },
-    async run(client, { values }) {
-      const rows = await client.json<Record<string, unknown>[]>('GET', `/analytics/departments-above-mean?year=${values.year ?? 2021}`);
-      print(rows, values.csv, ['id', 'department', 'hired']);
-      return EXIT.ok;
-    },
-  },
+  'hires-by-quarter': metric(
+    'hires-by-quarter',
+    'hires-by-quarter',
+    'Hires per department and job by quarter of a year',
+    ['department', 'job', 'q1', 'q2', 'q3', 'q4'],
+  ),
+  'above-mean': metric(
+    'above-mean',
+    'departments-above-mean',
+    'Departments that hired more than the mean in a year',
+    ['id', 'department', 'hired'],
+  ),
   backup: {
     usage: 'hr backup [--tables departments,jobs] [--no-wait]',
     summary: 'Back up tables to Avro files (all three by default)',
