@@ -16,7 +16,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { createApp } from '../api/app.js';
 import { loadConfig } from '../core/config.js';
 import { createPool } from '../core/db.js';
@@ -25,6 +24,7 @@ import { migrate } from '../core/migrate.js';
 import { createQueues } from '../core/queues.js';
 import { createRedis } from '../core/redis.js';
 import { generate } from './gen.js';
+import { adminQuery, dbUrl as sharedDbUrl } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,20 +42,8 @@ const phases = new Set(values.phases.split(','));
 const root = path.resolve(import.meta.dirname, '..');
 const stamp = Date.now().toString(36);
 
-const dbUrl = (name: string) => {
-  const u = new URL(values.pg);
-  u.pathname = `/${name}`;
-  return u.toString();
-};
-async function admin(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: values.pg });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
+const dbUrl = (name: string) => sharedDbUrl(name, values.pg);
+const admin = (sql: string) => adminQuery(sql, values.pg);
 
 const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-load-'));
 const dbName = `bench_load_${stamp}`;

@@ -14,14 +14,14 @@ export function arg(name: string, fallback: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-export function dbUrl(name: string): string {
-  const u = new URL(PG_ADMIN_URL);
+export function dbUrl(name: string, base = PG_ADMIN_URL): string {
+  const u = new URL(base);
   u.pathname = `/${name}`;
   return u.toString();
 }
 
-export async function adminQuery(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+export async function adminQuery(sql: string, base = PG_ADMIN_URL): Promise<void> {
+  const c = new pg.Client({ connectionString: base });
   await c.connect();
   try {
     await c.query(sql);
