@@ -17,7 +17,8 @@ interface ParsedBody {
   /** Each row: a JSON value, or a CSV record's fields. */
   rows: unknown[];
   kind: 'json' | 'csv';
-  raws?: string[];
+  /** The raw text of row i, for rejects: computed only for rows that are rejected. */
+  rawOf: (i: number) => string;
 }
 
 function parseBody(text: string, type: string | undefined, table: TableDef): ParsedBody {
@@ -30,7 +31,7 @@ function parseBody(text: string, type: string | undefined, table: TableDef): Par
         ? (body as { rows: unknown[] }).rows
         : undefined;
     if (!rows) throw new BadRequestError('body must be a JSON array of rows or an object {"rows": [...]}');
-    return { rows, kind: 'json' };
+    return { rows, kind: 'json', rawOf: (i) => JSON.stringify(rows[i]) ?? String(rows[i]) };
   }
   if (type === 'text/csv' || type === 'application/csv') {
     let records: { record: string[]; raw: string }[];
@@ -46,7 +47,7 @@ function parseBody(text: string, type: string | undefined, table: TableDef): Par
       throw err;
     }
     if (records.length > 0 && isHeader(records[0]!.record, table)) records.shift();
-    return { rows: records.map((r) => r.record), raws: records.map((r) => cleanRaw(r.raw)), kind: 'csv' };
+    return { rows: records.map((r) => r.record), kind: 'csv', rawOf: (i) => cleanRaw(records[i]!.raw) };
   }
   throw new UnsupportedMediaTypeError(type, ['application/json', 'text/csv']);
 }
@@ -101,7 +102,7 @@ export function registerIngest(app: OpenAPIHono, services: Services): void {
 
     const batch = new RowBatch(table);
     const rejects: Reject[] = [];
-    const rawOf = (i: number) => body.raws?.[i] ?? JSON.stringify(body.rows[i]) ?? String(body.rows[i]);
+    const { rawOf } = body;
     for (let i = 0; i < received; i++) {
       const row = body.rows[i];
       const issues = body.kind === 'csv' ? batch.addFields(row as string[], i) : batch.addObject(row, i);
