@@ -1,13 +1,17 @@
 /**
  * Entry point. `npm start` runs the API and the workers in one process; `--api` or `--worker`
- * runs one side only, so workers can be scaled out on their own.
+ * runs one side only, so workers can be scaled out on their own. With DATABASE_URL unset,
+ * PostgreSQL runs embedded (core/embedded-pg.ts); `--demo` fills an empty store with sample data.
  */
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { serve } from '@hono/node-server';
 import { createApp } from './api/app.js';
-import { ConfigError, loadConfig, type Config } from './core/config.js';
+import { ConfigError, loadConfig, redactUrl, type Config } from './core/config.js';
 import type { Services } from './core/context.js';
 import { createPool, ensureDatabase } from './core/db.js';
+import { startDemo } from './core/demo.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './core/embedded-pg.js';
 import { createLogger } from './core/log.js';
 import { migrate } from './core/migrate.js';
 import { createQueues } from './core/queues.js';
@@ -17,10 +21,16 @@ import { startWorkers, type Workers } from './worker/index.js';
 const args = new Set(process.argv.slice(2));
 const runApi = !args.has('--worker');
 const runWorkers = !args.has('--api');
+const demo = args.has('--demo');
 
 let config: Config;
 try {
   config = loadConfig();
+  if (!config.DATABASE_URL && !(runApi && runWorkers)) {
+    throw new ConfigError([
+      'DATABASE_URL is not set, so PostgreSQL would run embedded in one process; --api and --worker need a PostgreSQL server they share (set DATABASE_URL), or start without them',
+    ]);
+  }
 } catch (err) {
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\nSee the settings table in README.md.\n`);
@@ -33,8 +43,17 @@ const log = createLogger(config.LOG_LEVEL, { role: runApi && runWorkers ? 'all' 
 
 async function main(): Promise<void> {
   await Promise.all(Object.values(config.dirs).map((d) => mkdir(d, { recursive: true })));
-  await ensureDatabase(config.DATABASE_URL, log);
-  const pool = createPool(config.DATABASE_URL, config.PG_POOL_SIZE);
+  let embedded: EmbeddedPostgres | undefined;
+  let databaseUrl = config.DATABASE_URL;
+  if (databaseUrl) {
+    await ensureDatabase(databaseUrl, log);
+    log.info({ database: redactUrl(databaseUrl) }, 'database: PostgreSQL server');
+  } else {
+    embedded = await startEmbeddedPostgres({ dataDir: path.join(config.DATA_DIR, 'postgres'), log });
+    databaseUrl = embedded.url;
+    log.info({ dataDir: embedded.dataDir }, 'database: embedded PostgreSQL (PGlite), because DATABASE_URL is unset');
+  }
+  const pool = createPool(databaseUrl, config.PG_POOL_SIZE);
   await migrate(pool, log);
   const redis = createRedis(config.REDIS_URL);
   await redis.ping();
@@ -49,6 +68,7 @@ async function main(): Promise<void> {
       log.info({ port: info.port, host: config.HOST, dataDir: config.DATA_DIR }, `listening on http://localhost:${info.port}`);
     });
   }
+  if (demo) await startDemo(services);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {
@@ -63,6 +83,7 @@ async function main(): Promise<void> {
       await workers?.close();
       await queues.close();
       await Promise.allSettled([pool.end(), redis.quit()]);
+      await embedded?.stop();
       log.info('stopped');
     })();
     return stopping;

@@ -7,7 +7,7 @@
  */
 import { createBackup } from '../core/backup/create.js';
 import { restoreTable, type RestoreMode } from '../core/backup/restore.js';
-import { loadConfig } from '../core/config.js';
+import { loadConfig, serverDatabaseUrl } from '../core/config.js';
 import type { Services } from '../core/context.js';
 import { createPool } from '../core/db.js';
 import { createLogger } from '../core/log.js';
@@ -21,7 +21,7 @@ if (!table || !isTableName(table) || (op !== 'backup' && op !== 'restore')) {
   process.exit(2);
 }
 const config = loadConfig();
-const pool = createPool(config.DATABASE_URL, 2);
+const pool = createPool(serverDatabaseUrl(config), 2);
 const redis = createRedis(config.REDIS_URL);
 const queues = createQueues(config, redis);
 const services: Services = { config, pool, redis, log: createLogger(config.LOG_LEVEL), queues };

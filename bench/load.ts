@@ -17,13 +17,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { createApp } from '../api/app.js';
-import { loadConfig } from '../core/config.js';
+import { loadConfig, serverDatabaseUrl } from '../core/config.js';
 import { createPool } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { migrate } from '../core/migrate.js';
 import { createQueues } from '../core/queues.js';
 import { createRedis } from '../core/redis.js';
-import { generate } from './gen.js';
+import { generate } from '../core/sample.js';
 import { adminQuery, dbUrl as sharedDbUrl } from './support.js';
 
 const { values } = parseArgs({
@@ -78,7 +78,7 @@ try {
     ...(values.chunk ? { LOAD_CHUNK_ROWS: values.chunk } : {}),
   };
   const config = loadConfig(env);
-  const pool = createPool(config.DATABASE_URL, 4);
+  const pool = createPool(serverDatabaseUrl(config), 4);
   await migrate(pool);
   const redis = createRedis(config.REDIS_URL);
   const queues = createQueues(config, redis);

@@ -94,16 +94,6 @@ export function timePsql(url: string, command: string): Promise<number> {
 
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
-/** A deterministic pseudo-random generator (mulberry32), so runs are comparable. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../core/sample.js';
 
 export { path };

@@ -18,12 +18,17 @@ const urlWithScheme = (name: string, schemes: string[]) =>
       }
     }, `${name} must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`);
 
+/** A URL setting that may be left out: unset or empty means "use the embedded stand-in". */
+const optionalUrl = (name: string, schemes: string[]) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), urlWithScheme(name, schemes).optional());
+
 const bytes = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().default('0.0.0.0'),
-  DATABASE_URL: urlWithScheme('DATABASE_URL', ['postgres:', 'postgresql:']),
+  /** Unset: PostgreSQL runs embedded (PGlite) with its files under DATA_DIR/postgres. */
+  DATABASE_URL: optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
   REDIS_URL: urlWithScheme('REDIS_URL', ['redis:', 'rediss:']),
   DATA_DIR: z.string().min(1).default('./data'),
   QUEUE_PREFIX: z
@@ -132,4 +137,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       warehouse: path.join(dataDir, 'warehouse'),
     },
   });
+}
+
+/** DATABASE_URL for tools that need a PostgreSQL server of their own (benchmarks, crash tests). */
+export function serverDatabaseUrl(config: Config): string {
+  if (!config.DATABASE_URL) throw new ConfigError(['DATABASE_URL is not set: this tool needs a PostgreSQL server']);
+  return config.DATABASE_URL;
+}
+
+/** A connection URL fit for logs: the password is masked. */
+export function redactUrl(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = '***';
+  return u.toString();
 }

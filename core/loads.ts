@@ -81,6 +81,14 @@ export interface NewLoad {
   after?: string[];
 }
 
+/** Loads of one request: hired_employees sent with departments or jobs runs after them. */
+export function inRequestOrder(landed: readonly Omit<NewLoad, 'after'>[]): NewLoad[] {
+  return landed.map((l) => ({
+    ...l,
+    after: l.table === 'hired_employees' ? landed.filter((o) => o.table !== 'hired_employees').map((o) => o.id) : [],
+  }));
+}
+
 export async function insertLoads(db: Pool | PoolClient, loads: readonly NewLoad[]): Promise<LoadRow[]> {
   const { rows } = await db.query<LoadRow>(
     `INSERT INTO loads (id, table_name, file, bytes, after_loads)

@@ -13,12 +13,12 @@ import { createTestServices, databaseUrl, freshDatabase, REDIS_URL, uniqueName, 
 
 describe('config', () => {
   test('a missing or bad setting stops the start naming it', () => {
-    expect(() => loadConfig({})).toThrow(ConfigError);
+    expect(() => loadConfig({ PORT: 'abc' })).toThrow(ConfigError);
     try {
-      loadConfig({ REDIS_URL: 'http://x', PORT: 'abc' });
+      loadConfig({ DATABASE_URL: 'mysql://x', REDIS_URL: 'http://x', PORT: 'abc' });
     } catch (err) {
       const text = (err as ConfigError).problems.join('\n');
-      expect(text).toMatch(/DATABASE_URL is not set/);
+      expect(text).toMatch(/DATABASE_URL must be a URL starting with postgres:\/\//);
       expect(text).toMatch(/REDIS_URL must be a URL starting with redis:\/\//);
       expect(text).toMatch(/PORT/);
     }
@@ -155,13 +155,13 @@ describe('the real server process', () => {
   test('a bad setting exits with code 2 and names it', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
       cwd: path.resolve(import.meta.dirname, '..'),
-      env: { PATH: process.env.PATH, REDIS_URL: 'redis://127.0.0.1:6379' },
+      env: { PATH: process.env.PATH, DATABASE_URL: 'mysql://127.0.0.1/hr', REDIS_URL: 'redis://127.0.0.1:6379' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const [code] = await once(child, 'exit');
     expect(code).toBe(2);
-    expect(stderr).toMatch(/DATABASE_URL is not set/);
+    expect(stderr).toMatch(/DATABASE_URL must be a URL starting with postgres:\/\//);
   });
 });

@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { storeRejects, type Reject } from '../core/apply.js';
-import { createPool, type Pool, type PoolClient } from '../core/db.js';
+import { copyIn, isEmbeddedPostgres } from '../core/copy-in.js';
+import type { Pool, PoolClient } from '../core/db.js';
 import { UnprocessableError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { TableDef } from '../core/tables.js';
@@ -61,10 +61,11 @@ export class ChunkWriter {
     this.refCols = table.columns.filter((c) => c.references).map((c) => ({ name: c.name, references: c.references! }));
   }
 
-  static async open(url: string, table: TableDef, loadId: string, setBasedFk: boolean, log: Logger): Promise<ChunkWriter> {
+  static async open(connection: pg.PoolConfig, table: TableDef, loadId: string, setBasedFk: boolean, log: Logger): Promise<ChunkWriter> {
     // A connection of its own: the staging table and session settings live with it, and when the
     // process dies the server sees it go and rolls the chunk in flight back.
-    const pool = createPool(url, 1, 'hr-load');
+    const pool = new pg.Pool({ ...connection, max: 1, application_name: 'hr-load' });
+    pool.on('error', () => {});
     let client: PoolClient;
     try {
       client = await pool.connect();
@@ -74,11 +75,15 @@ export class ChunkWriter {
     }
     const w = new ChunkWriter(pool, client, table, loadId, log);
     try {
+      // The embedded database has one session for every connection: settings and the staging
+      // table made here would reach the API's writes too, so it keeps the defaults and the
+      // per-row foreign-key triggers, and reuses the staging table a previous load left.
+      const shared = await isEmbeddedPostgres(client);
       // temp_buffers must be set before the session touches a temporary table; 8 MB would spill.
-      await client.query(`SET temp_buffers = '64MB'`);
+      if (!shared) await client.query(`SET temp_buffers = '64MB'`);
       // Sorting a chunk by id (DISTINCT ON, lock order) in memory, not in temporary files.
-      await client.query(`SET work_mem = '64MB'`);
-      if (setBasedFk && w.refCols.length > 0) {
+      if (!shared) await client.query(`SET work_mem = '64MB'`);
+      if (setBasedFk && !shared && w.refCols.length > 0) {
         try {
           await client.query('SET session_replication_role = replica');
         } catch (err) {
@@ -88,7 +93,7 @@ export class ChunkWriter {
       }
       const cols = table.columns.map((c) => `${q(c.name)} ${c.pgType}`).join(', ');
       await client.query(
-        `CREATE TEMP TABLE ${q(w.stageTable)} (seq bigint GENERATED ALWAYS AS IDENTITY, ${cols}) ON COMMIT DELETE ROWS`,
+        `CREATE TEMP TABLE${shared ? ' IF NOT EXISTS' : ''} ${q(w.stageTable)} (seq bigint GENERATED ALWAYS AS IDENTITY, ${cols}) ON COMMIT DELETE ROWS`,
       );
     } catch (err) {
       await w.close();
@@ -212,7 +217,7 @@ export class ChunkWriter {
   }
 
   private async copy(target: string, data: Buffer): Promise<void> {
-    const stream = this.client.query(copyFrom(`COPY ${q(target)} (${this.names.join(', ')}) FROM STDIN`));
+    const stream = await copyIn(this.client, target, this.table.columns);
     await new Promise<void>((resolve, reject) => {
       stream.on('finish', resolve);
       stream.on('error', reject);

@@ -142,7 +142,9 @@ async function runLoad(services: Services, load: LoadRow, log: Logger, stopping:
   const reader = await ChunkReader.open(load.file, table, load.next_offset, load.next_line, config.LOAD_CHUNK_ROWS);
   let writer: ChunkWriter | undefined;
   try {
-    writer = await ChunkWriter.open(config.DATABASE_URL, table, load.id, config.LOAD_SET_BASED_FK, log);
+    // DATABASE_URL when set; embedded, the pool knows where the loopback server listens.
+    const connection = config.DATABASE_URL ? { connectionString: config.DATABASE_URL } : services.pool.options;
+    writer = await ChunkWriter.open(connection, table, load.id, config.LOAD_SET_BASED_FK, log);
     const totals: Totals = { inserted: 0, updated: 0, unchanged: 0, rejected: 0 };
     const rawAt = (s: number, e: number) => reader.rawAt(s, e);
     let chunk = await reader.next();

@@ -5,7 +5,7 @@ import type { Services } from '../../core/context.js';
 import { BadRequestError, NotFoundError, UnavailableError, UnsupportedMediaTypeError } from '../../core/errors.js';
 import { resolveLandingFile } from '../../core/landing.js';
 import { enqueueLoads } from '../../core/load-jobs.js';
-import { failLoad, getLoad, getLoads, insertLoads, isTerminal, listLoads, toView, type LoadRow, type NewLoad } from '../../core/loads.js';
+import { failLoad, getLoad, getLoads, inRequestOrder, insertLoads, isTerminal, listLoads, toView, type LoadRow } from '../../core/loads.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { mediaType, parseJson, readText } from '../body.js';
 import { ErrorSchema, FieldIssueSchema } from '../schemas.js';
@@ -146,12 +146,7 @@ export function registerLoads(app: OpenAPIHono, services: Services): void {
       throw new UnsupportedMediaTypeError(type, ACCEPTED);
     }
 
-    // hired_employees sent with departments or jobs runs after them.
-    const news: NewLoad[] = landed.map((l) => ({
-      ...l,
-      after: l.table === 'hired_employees' ? landed.filter((o) => o.table !== 'hired_employees').map((o) => o.id) : [],
-    }));
-    let loads = await insertLoads(pool, news);
+    let loads = await insertLoads(pool, inRequestOrder(landed));
     try {
       await enqueueLoads(services, loads);
     } catch (err) {

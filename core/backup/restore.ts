@@ -1,7 +1,7 @@
 import path from 'node:path';
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { storeRejects, type Reject } from '../apply.js';
+import { copyIn } from '../copy-in.js';
 import type { Services } from '../context.js';
 import { withTransaction, type PoolClient } from '../db.js';
 import { AppError, ConflictError, UnprocessableError } from '../errors.js';
@@ -9,7 +9,7 @@ import { requestWarehouseRefresh } from '../queues.js';
 import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../tables.js';
 import { avroReading, BackupFileError, readBackupFile } from './read.js';
 import { applyDiff, buildDiff, DIFF, dropIndexesAndForeignKeys, type DiffCounts } from './diff.js';
-import { AvroToCopy, copyStageSql, createStageSql, STAGE, type ValidateToCopy } from './stage.js';
+import { AvroToCopy, createStageSql, STAGE, type ValidateToCopy } from './stage.js';
 import { findBackup, setDir } from './store.js';
 
 export type RestoreMode = 'replace' | 'merge';
@@ -89,7 +89,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
       }
       await client.query(createStageSql(table));
       const validate = new AvroToCopy(table, onReject, avroReading(table));
-      const copy = client.query(copyFrom(copyStageSql(table)));
+      const copy = await copyIn(client, STAGE, [...table.columns, { name: 'pos', pgType: 'bigint' }], 'binary');
       const rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
       lap('staged');
       if (validate.rejected > 0) throw refused(validate);
@@ -202,7 +202,7 @@ async function restoreIntoEmpty(
   await client.query('SAVEPOINT restore_direct');
   const rebuild = await dropIndexesAndForeignKeys(client, table);
   const validate = new AvroToCopy(table, onReject, { ...avroReading(table), withPosition: false });
-  const copy = client.query(copyFrom(`COPY ${t} (${table.columns.map((c) => q(c.name)).join(', ')}) FROM STDIN (FORMAT binary)`));
+  const copy = await copyIn(client, table.name, table.columns, 'binary');
   let rows: number;
   try {
     rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });

@@ -22,10 +22,6 @@ export function createStageSql(table: TableDef): string {
   return `CREATE TEMP TABLE ${STAGE} (${cols}, pos bigint NOT NULL) ON COMMIT DROP`;
 }
 
-export function copyStageSql(table: TableDef): string {
-  return `COPY ${STAGE} (${table.columns.map((c) => q(c.name)).join(', ')}, pos) FROM STDIN (FORMAT binary)`;
-}
-
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** Microseconds from 1970-01-01 (Avro) to 2000-01-01 (PostgreSQL). */
 const PG_EPOCH_US = 946_684_800_000_000;

@@ -4,13 +4,13 @@
  * Settings come from the environment, like the real worker's.
  */
 import { createBackup } from '../../core/backup/create.js';
-import { loadConfig } from '../../core/config.js';
+import { loadConfig, serverDatabaseUrl } from '../../core/config.js';
 import type { Services } from '../../core/context.js';
 import { createPool } from '../../core/db.js';
 import { createLogger } from '../../core/log.js';
 
 const config = loadConfig();
-const pool = createPool(config.DATABASE_URL, 2);
+const pool = createPool(serverDatabaseUrl(config), 2);
 const services = { config, pool, log: createLogger('silent') } as unknown as Services;
 await createBackup(services, {
   onTable: async () => {

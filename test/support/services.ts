@@ -6,6 +6,7 @@ import pg from 'pg';
 import { loadConfig, type Config } from '../../core/config.js';
 import type { Services } from '../../core/context.js';
 import { createPool } from '../../core/db.js';
+import { startEmbeddedPostgres } from '../../core/embedded-pg.js';
 import { createLogger } from '../../core/log.js';
 import { migrate } from '../../core/migrate.js';
 import { createQueues } from '../../core/queues.js';
@@ -35,6 +36,18 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * HR_TEST_EMBEDDED=1 runs the suites against the embedded stand-ins `npm start` uses without
+ * DATABASE_URL and REDIS_URL (vitest.config.ts runs the API-level suites both ways).
+ */
+export const EMBEDDED = process.env.HR_TEST_EMBEDDED === '1';
+
+/** An in-memory embedded PostgreSQL of the suite's own; `drop` stops it. */
+async function embeddedDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const pg = await startEmbeddedPostgres({});
+  return { url: pg.url, drop: () => pg.stop() };
+}
+
 /** A brand-new, empty database (no migrations); `drop` removes it. */
 export async function freshDatabase(): Promise<{ name: string; url: string; drop: () => Promise<void> }> {
   const name = uniqueName('hrtest');
@@ -56,18 +69,18 @@ export interface TestServices extends Services {
  * its own DATA_DIR. Settings can be overridden like environment variables.
  */
 export async function createTestServices(env: Record<string, string> = {}): Promise<TestServices> {
-  const db = await freshDatabase();
+  const db = EMBEDDED ? await embeddedDatabase() : await freshDatabase();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'hrtest-'));
   const queuePrefix = uniqueName('hrq');
   const config: Config = loadConfig({
-    DATABASE_URL: db.url,
+    ...(EMBEDDED ? {} : { DATABASE_URL: db.url }),
     REDIS_URL,
     DATA_DIR: dataDir,
     QUEUE_PREFIX: queuePrefix,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...env,
   });
-  const pool = createPool(config.DATABASE_URL, 5);
+  const pool = createPool(db.url, 5);
   await migrate(pool);
   const redis = createRedis(config.REDIS_URL);
   const log = createLogger(config.LOG_LEVEL);
