@@ -1,6 +1,7 @@
 /**
  * Entry point. `npm start` runs the API and the workers in one process; `--api` or `--worker`
- * runs one side only, so workers can be scaled out on their own.
+ * runs one side only, so workers can be scaled out on their own. Without REDIS_URL the jobs run
+ * in-process, so both sides must share the one process.
  */
 import { mkdir } from 'node:fs/promises';
 import { serve } from '@hono/node-server';
@@ -11,7 +12,7 @@ import { createPool, ensureDatabase } from './core/db.js';
 import { createLogger } from './core/log.js';
 import { migrate } from './core/migrate.js';
 import { createQueues } from './core/queues.js';
-import { createRedis } from './core/redis.js';
+import { createRedis, redisLabel } from './core/redis.js';
 import { startWorkers, type Workers } from './worker/index.js';
 
 const args = new Set(process.argv.slice(2));
@@ -29,6 +30,14 @@ try {
   throw err;
 }
 
+if (!config.REDIS_URL && !(runApi && runWorkers)) {
+  const why = runApi
+    ? '--api without REDIS_URL: the jobs it queues (loads, refreshes, backups) would stay in this process and never run.'
+    : '--worker without REDIS_URL: no other process could give this one any jobs.';
+  process.stderr.write(`${why}\nSet REDIS_URL, or start without --api/--worker to run the API and the jobs in one process.\n`);
+  process.exit(2);
+}
+
 const log = createLogger(config.LOG_LEVEL, { role: runApi && runWorkers ? 'all' : runApi ? 'api' : 'worker' });
 
 async function main(): Promise<void> {
@@ -36,8 +45,13 @@ async function main(): Promise<void> {
   await ensureDatabase(config.DATABASE_URL, log);
   const pool = createPool(config.DATABASE_URL, config.PG_POOL_SIZE);
   await migrate(pool, log);
-  const redis = createRedis(config.REDIS_URL);
-  await redis.ping();
+  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
+  await redis?.ping();
+  log.info(
+    config.REDIS_URL
+      ? `jobs: BullMQ on ${redisLabel(config.REDIS_URL)}, prefix ${config.QUEUE_PREFIX}`
+      : 'jobs: in-process (REDIS_URL unset)',
+  );
   const queues = createQueues(config, redis);
   const services: Services = { config, pool, redis, log, queues };
 
@@ -62,7 +76,7 @@ async function main(): Promise<void> {
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       await workers?.close();
       await queues.close();
-      await Promise.allSettled([pool.end(), redis.quit()]);
+      await Promise.allSettled([pool.end(), redis?.quit()]);
       log.info('stopped');
     })();
     return stopping;

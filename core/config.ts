@@ -24,7 +24,10 @@ const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().default('0.0.0.0'),
   DATABASE_URL: urlWithScheme('DATABASE_URL', ['postgres:', 'postgresql:']),
-  REDIS_URL: urlWithScheme('REDIS_URL', ['redis:', 'rediss:']),
+  /** Unset or empty: jobs run in-process (see core/local-queue.ts) instead of on BullMQ. */
+  REDIS_URL: urlWithScheme('REDIS_URL', ['redis:', 'rediss:'])
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
   DATA_DIR: z.string().min(1).default('./data'),
   QUEUE_PREFIX: z
     .string()

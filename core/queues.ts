@@ -2,14 +2,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FlowProducer, Queue, type JobState as BullJobState } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
+import { LocalQueue } from './local-queue.js';
 
 /**
- * The BullMQ queues, one per kind of work. Producers (the API, other jobs) and workers import the
- * names from here; each queue's processor lives in worker/. All keys sit under QUEUE_PREFIX so
- * several instances can share one Redis.
+ * The job queues, one per kind of work. Producers (the API, other jobs) and workers import the
+ * names from here; each queue's processor lives in worker/.
  *
- * `JobQueue` and `QueueJob` are the part of BullMQ's `Queue` and `Job` this code uses; BullMQ's
- * classes satisfy them as they are, and so may another runner.
+ * Two runners sit behind the same interfaces: BullMQ on Redis when REDIS_URL is set (all keys
+ * under QUEUE_PREFIX, so several instances can share one Redis), and in-process queues
+ * (core/local-queue.ts) when it is not. `JobQueue` and `QueueJob` are the part of BullMQ's
+ * `Queue` and `Job` this code uses; BullMQ's classes satisfy them as they are.
  */
 export const QUEUE_NAMES = {
   loads: 'loads',
@@ -22,7 +24,10 @@ export type QueueName = keyof typeof QUEUE_NAMES;
 /** BullMQ's job states; `unknown` is a job that is not (or no longer) in the queue. */
 export type JobState = BullJobState | 'unknown';
 
-/** The job options the service uses, with BullMQ's meaning (a subset of its JobsOptions). */
+/**
+ * The job options the service uses, with BullMQ's meaning (a subset of its JobsOptions); both
+ * runners honour them.
+ */
 export interface JobOptions {
   /** An id already in the queue is not added again: the add answers with that job. */
   jobId?: string;
@@ -73,11 +78,11 @@ export interface JobScheduler {
   next?: number;
 }
 
-/** The part of BullMQ's `Queue` the service and its tests use. */
+/** The part of BullMQ's `Queue` the service and its tests use; `LocalQueue` implements it too. */
 export interface JobQueue {
   add(name: string, data: object, opts?: JobOptions): Promise<QueueJob>;
   getJob(id: string): Promise<QueueJob | undefined>;
-  /** Jobs of the queue running at once over every worker process. */
+  /** Jobs of the queue running at once over every worker process (in-process: one process, no-op). */
   setGlobalConcurrency(concurrency: number): Promise<unknown>;
   /** Adds `template` on a cron `pattern` (evaluated in `tz`); one scheduler per id. */
   upsertJobScheduler(
@@ -106,7 +111,12 @@ export interface Queues {
   close(): Promise<void>;
 }
 
-export function createQueues(config: Config, connection: Redis): Queues {
+/** BullMQ queues on `redis`, or in-process ones when there is no Redis. */
+export function createQueues(config: Config, redis: Redis | undefined): Queues {
+  return redis ? bullmqQueues(config, redis) : localQueues(config);
+}
+
+function bullmqQueues(config: Config, connection: Redis): Queues {
   const make = (name: string) => new Queue(name, { connection, prefix: config.QUEUE_PREFIX });
   const queues = {
     loads: make(QUEUE_NAMES.loads),
@@ -128,6 +138,24 @@ export function createQueues(config: Config, connection: Redis): Queues {
     },
     async close() {
       await Promise.allSettled([...Object.values(queues).map((q) => q.close()), flows?.close()]);
+    },
+  };
+}
+
+function localQueues(config: Config): Queues {
+  const queues = {
+    loads: new LocalQueue(QUEUE_NAMES.loads),
+    warehouse: new LocalQueue(QUEUE_NAMES.warehouse),
+    backups: new LocalQueue(QUEUE_NAMES.backups),
+  };
+  return {
+    ...queues,
+    warehouseDebounceMs: config.WAREHOUSE_REFRESH_DEBOUNCE_MS,
+    async addFlow(name, flow) {
+      await queues[name].addFlow(flow);
+    },
+    async close() {
+      await Promise.allSettled(Object.values(queues).map((q) => q.close()));
     },
   };
 }

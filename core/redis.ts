@@ -11,3 +11,9 @@ export function createRedis(url: string, kind: 'worker' | 'command' = 'command')
     lazyConnect: false,
   });
 }
+
+/** The server a Redis URL points at, for logs: no user name or password. */
+export function redisLabel(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
+}

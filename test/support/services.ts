@@ -69,7 +69,7 @@ export async function createTestServices(env: Record<string, string> = {}): Prom
   });
   const pool = createPool(config.DATABASE_URL, 5);
   await migrate(pool);
-  const redis = createRedis(config.REDIS_URL);
+  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
   const log = createLogger(config.LOG_LEVEL);
   const queues = createQueues(config, redis);
   return {
@@ -81,9 +81,11 @@ export async function createTestServices(env: Record<string, string> = {}): Prom
     async cleanup() {
       await queues.close();
       await pool.end().catch(() => {});
-      const keys = await redis.keys(`${queuePrefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      await redis.quit().catch(() => {});
+      if (redis) {
+        const keys = await redis.keys(`${queuePrefix}:*`);
+        if (keys.length > 0) await redis.del(...keys);
+        await redis.quit().catch(() => {});
+      }
       await db.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
