@@ -2,12 +2,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError } from 'bullmq';
 import { afterEach, describe, expect, test } from 'vitest';
 import { errorFromFailure, unrecoverable } from '../core/backup/jobs.js';
+import { loadConfig } from '../core/config.js';
 import { AppError } from '../core/errors.js';
 import type { LocalJob } from '../core/local-job.js';
 import { LocalQueue } from '../core/local-queue.js';
-import { waitForJob } from '../core/queues.js';
+import { createQueues, requestWarehouseRefresh, waitForJob, type JobQueue, type Queues } from '../core/queues.js';
 
-/** The in-process queue, run for real: the behaviours of BullMQ the service relies on, one by one. */
+/**
+ * The in-process queue is the queue when REDIS_URL is unset, so these run it for real: the
+ * behaviours of BullMQ the service relies on, one by one.
+ */
 const open: { close(): Promise<void> }[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((q) => q.close()));
@@ -16,6 +20,17 @@ afterEach(async () => {
 function queue(): LocalQueue {
   const q = new LocalQueue('test');
   open.push(q);
+  return q;
+}
+
+function localQueues(env: Record<string, string> = {}): Queues {
+  const queues = createQueues(loadConfig({ DATABASE_URL: 'postgres://unused/none', ...env }), undefined);
+  open.push(queues);
+  return queues;
+}
+
+function local(q: JobQueue): LocalQueue {
+  if (!(q instanceof LocalQueue)) throw new Error('expected an in-process queue');
   return q;
 }
 
@@ -33,6 +48,43 @@ async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promi
     await sleep(10);
   }
 }
+
+describe('warehouse refresh requests', () => {
+  test('coalesce into one waiting job; a request during the run gets the next one; immediate promotes', async () => {
+    const queues = localQueues({ WAREHOUSE_REFRESH_DEBOUNCE_MS: '200' });
+    const release = gate();
+    const runs: string[] = [];
+    local(queues.warehouse).process(
+      async (job: LocalJob<{ reason: string }>) => {
+        // What worker/warehouse.ts does first.
+        await job.removeDeduplicationKey();
+        runs.push(job.data.reason);
+        await release.promise;
+      },
+      { concurrency: 1 },
+    );
+
+    const ids = await Promise.all(Array.from({ length: 100 }, (_, i) => requestWarehouseRefresh(queues, `burst ${i}`)));
+    expect(new Set(ids).size).toBe(1);
+    const first = (await queues.warehouse.getJob(ids[0]!))!;
+    expect(await first.getState()).toBe('delayed'); // debouncing
+
+    // A user asking joins the same job and makes it run now.
+    expect(await requestWarehouseRefresh(queues, 'api', { immediate: true })).toBe(ids[0]);
+    await until(async () => (await first.getState()) === 'active');
+    expect(runs).toEqual(['burst 0']);
+
+    // Running, it has let go of the deduplication id: the next request is a job of its own.
+    const second = await requestWarehouseRefresh(queues, 'while running');
+    expect(second).not.toBe(ids[0]);
+    expect(await requestWarehouseRefresh(queues, 'joins the second')).toBe(second);
+
+    release.open();
+    expect(await waitForJob(queues.warehouse, second, 5_000)).toMatchObject({ state: 'completed', timedOut: false });
+    expect(runs).toEqual(['burst 0', 'while running']);
+    expect(await queues.warehouse.getCompletedCount()).toBe(2);
+  });
+});
 
 describe('attempts', () => {
   test('a failing job is retried after its exponential backoff, the failed event seeing the retry coming', async () => {
@@ -159,6 +211,34 @@ describe('ids and retention', () => {
 });
 
 describe('flows', () => {
+  test('the parent runs after its children, also when one of them failed', async () => {
+    const queues = localQueues();
+    const order: string[] = [];
+    local(queues.loads).process(
+      async (job: LocalJob<{ id: string; ms: number; fail?: boolean }>) => {
+        order.push(`start ${job.data.id}`);
+        await sleep(job.data.ms);
+        order.push(`end ${job.data.id}`);
+        if (job.data.fail) throw new Error(`${job.data.id} failed`);
+      },
+      { concurrency: 4 },
+    );
+    await queues.addFlow('loads', {
+      name: 'load',
+      data: { id: 'hires', ms: 0 },
+      opts: { jobId: 'hires' },
+      children: [
+        { name: 'load', data: { id: 'departments', ms: 80 }, opts: { jobId: 'departments' } },
+        { name: 'load', data: { id: 'jobs', ms: 40, fail: true }, opts: { jobId: 'jobs', attempts: 1 } },
+      ],
+    });
+    expect(await (await queues.loads.getJob('hires'))!.getState()).toBe('waiting-children');
+    expect(await waitForJob(queues.loads, 'hires', 5_000)).toMatchObject({ state: 'completed' });
+    expect(order.indexOf('start hires')).toBeGreaterThan(order.indexOf('end departments'));
+    expect(order.indexOf('start hires')).toBeGreaterThan(order.indexOf('end jobs'));
+    expect(await (await queues.loads.getJob('jobs'))!.getState()).toBe('failed');
+  });
+
   test('a child that is retried keeps the parent waiting until its last attempt', async () => {
     const q = queue();
     const order: string[] = [];

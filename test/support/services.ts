@@ -15,6 +15,9 @@ import { createRedis } from '../../core/redis.js';
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/** HR_TEST_EMBEDDED=1 runs the suites without Redis: the jobs run in-process (core/local-queue.ts). */
+export const EMBEDDED = process.env.HR_TEST_EMBEDDED === '1';
+
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
 }
@@ -52,16 +55,20 @@ export interface TestServices extends Services {
 }
 
 /**
- * Everything a suite needs, isolated: its own migrated database, its own queue prefix in Redis,
- * its own DATA_DIR. Settings can be overridden like environment variables.
+ * Everything a suite needs, isolated: its own migrated database, its own queue prefix in Redis
+ * (or in-process queues, with `embedded`), its own DATA_DIR. Settings can be overridden like
+ * environment variables.
  */
-export async function createTestServices(env: Record<string, string> = {}): Promise<TestServices> {
+export async function createTestServices(
+  env: Record<string, string> = {},
+  { embedded = EMBEDDED }: { embedded?: boolean } = {},
+): Promise<TestServices> {
   const db = await freshDatabase();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'hrtest-'));
   const queuePrefix = uniqueName('hrq');
   const config: Config = loadConfig({
     DATABASE_URL: db.url,
-    REDIS_URL,
+    ...(embedded ? {} : { REDIS_URL }),
     DATA_DIR: dataDir,
     QUEUE_PREFIX: queuePrefix,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
