@@ -106,6 +106,8 @@ export interface Queues {
   readonly backups: JobQueue;
   /** How long a requested warehouse refresh waits to absorb the requests after it (default 1000 ms). */
   readonly warehouseDebounceMs?: number;
+  /** Whether queued jobs outlive this process (BullMQ keeps them in Redis; in-process ones die with it). */
+  readonly durable: boolean;
   /** Adds a parent job and its children to one queue (BullMQ: a flow). */
   addFlow(queue: QueueName, flow: JobFlow): Promise<void>;
   close(): Promise<void>;
@@ -127,6 +129,7 @@ function bullmqQueues(config: Config, connection: Redis): Queues {
   return {
     ...queues,
     warehouseDebounceMs: config.WAREHOUSE_REFRESH_DEBOUNCE_MS,
+    durable: true,
     async addFlow(name, { children, ...parent }) {
       flows ??= new FlowProducer({ connection, prefix: config.QUEUE_PREFIX });
       const queueName = QUEUE_NAMES[name];
@@ -151,6 +154,7 @@ function localQueues(config: Config): Queues {
   return {
     ...queues,
     warehouseDebounceMs: config.WAREHOUSE_REFRESH_DEBOUNCE_MS,
+    durable: false,
     async addFlow(name, flow) {
       await queues[name].addFlow(flow);
     },

@@ -1,7 +1,7 @@
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Services } from '../core/context.js';
 import { AppError } from '../core/errors.js';
-import type { LoadJobData } from '../core/load-jobs.js';
+import { enqueueLoads, type LoadJobData } from '../core/load-jobs.js';
 import { failLoad, getLoad, getLoads, unfinishedLoads, type LoadRow } from '../core/loads.js';
 import type { Logger } from '../core/log.js';
 import { requestWarehouseRefresh, type QueueJob } from '../core/queues.js';
@@ -16,12 +16,14 @@ import { startProcessor } from './processor.js';
  * Crash safety: each chunk commits with the load's checkpoint (next byte, next line, counters), so
  * a retry after a crash or a kill resumes at the first uncommitted chunk and the tables end up
  * exactly as after a clean run. A killed worker's job comes back through BullMQ's stalled-job check;
- * a job BullMQ gives up on marks its load failed (on the `failed` event, and by a periodic sweep
+ * in-process jobs die with the process, so there the loads it left unfinished are queued again at
+ * start. A job given up on marks its load failed (on the `failed` event, and by a periodic sweep
  * as a backstop), so no load stays `running` or `queued` for ever.
  */
 export async function startLoadWorker(services: Services): Promise<() => Promise<void>> {
   const { config, log } = services;
   let stopping = false;
+  if (!services.queues.durable) await resumeLoads(services);
   const stop = startProcessor<LoadJobData>(services, 'loads', (job, token) => processLoad(services, job, token, () => stopping), {
     concurrency: config.LOAD_CONCURRENCY,
     locks: { lockDuration: config.LOAD_LOCK_MS, stalledInterval: config.LOAD_STALLED_CHECK_MS, maxStalledCount: 3 },
@@ -46,6 +48,17 @@ export async function startLoadWorker(services: Services): Promise<() => Promise
     clearInterval(timer);
     await stop();
   };
+}
+
+/**
+ * In-process jobs do not outlive the process: the loads a previous run left `queued` or `running`
+ * are queued again (their checkpoints say where to go on), before the sweep would fail them.
+ */
+async function resumeLoads(services: Services): Promise<void> {
+  const loads = await unfinishedLoads(services.pool, 0);
+  if (loads.length === 0) return;
+  await enqueueLoads(services, loads);
+  services.log.info({ loads: loads.length }, 'queued again the loads the last run left unfinished');
 }
 
 type Totals = { inserted: number; updated: number; unchanged: number; rejected: number };
