@@ -1,13 +1,14 @@
 /**
  * Entry point. `npm start` runs the API and the workers in one process; `--api` or `--worker`
  * runs one side only, so workers can be scaled out on their own. With DATABASE_URL unset,
- * PostgreSQL runs embedded (core/embedded-pg.ts); `--demo` fills an empty store with sample data.
+ * PostgreSQL runs embedded (core/embedded-pg.ts); without REDIS_URL the jobs run in-process; either
+ * way both sides must share the one process. `--demo` fills an empty store with sample data.
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
 import { createApp } from './api/app.js';
-import { ConfigError, loadConfig, redactUrl, type Config } from './core/config.js';
+import { ConfigError, loadConfig, urlLabel, type Config } from './core/config.js';
 import type { Services } from './core/context.js';
 import { createPool, ensureDatabase } from './core/db.js';
 import { startDemo } from './core/demo.js';
@@ -26,17 +27,27 @@ const demo = args.has('--demo');
 let config: Config;
 try {
   config = loadConfig();
-  if (!config.DATABASE_URL && !(runApi && runWorkers)) {
-    throw new ConfigError([
-      'DATABASE_URL is not set, so PostgreSQL would run embedded in one process; --api and --worker need a PostgreSQL server they share (set DATABASE_URL), or start without them',
-    ]);
-  }
 } catch (err) {
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\nSee the settings table in README.md.\n`);
     process.exit(2);
   }
   throw err;
+}
+
+if (!config.DATABASE_URL && !(runApi && runWorkers)) {
+  process.stderr.write(
+    `${runApi ? '--api' : '--worker'} without DATABASE_URL: the embedded PostgreSQL lives inside one process and cannot be shared.\n` +
+      'Set DATABASE_URL, or start without --api/--worker to run the API and the jobs in one process.\n',
+  );
+  process.exit(2);
+}
+if (!config.REDIS_URL && !(runApi && runWorkers)) {
+  const why = runApi
+    ? '--api without REDIS_URL: the jobs it queues (loads, refreshes, backups) would stay in this process and never run.'
+    : '--worker without REDIS_URL: no other process could give this one any jobs.';
+  process.stderr.write(`${why}\nSet REDIS_URL, or start without --api/--worker to run the API and the jobs in one process.\n`);
+  process.exit(2);
 }
 
 const log = createLogger(config.LOG_LEVEL, { role: runApi && runWorkers ? 'all' : runApi ? 'api' : 'worker' });
@@ -47,7 +58,7 @@ async function main(): Promise<void> {
   let databaseUrl = config.DATABASE_URL;
   if (databaseUrl) {
     await ensureDatabase(databaseUrl, log);
-    log.info({ database: redactUrl(databaseUrl) }, 'database: PostgreSQL server');
+    log.info({ database: urlLabel(databaseUrl) }, 'database: PostgreSQL server');
   } else {
     embedded = await startEmbeddedPostgres({ dataDir: path.join(config.DATA_DIR, 'postgres'), log });
     databaseUrl = embedded.url;
@@ -55,8 +66,13 @@ async function main(): Promise<void> {
   }
   const pool = createPool(databaseUrl, config.PG_POOL_SIZE);
   await migrate(pool, log);
-  const redis = createRedis(config.REDIS_URL);
-  await redis.ping();
+  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
+  await redis?.ping();
+  log.info(
+    config.REDIS_URL
+      ? `jobs: BullMQ on ${urlLabel(config.REDIS_URL)}, prefix ${config.QUEUE_PREFIX}`
+      : 'jobs: in-process (REDIS_URL unset)',
+  );
   const queues = createQueues(config, redis);
   const services: Services = { config, pool, redis, log, queues };
 
@@ -82,7 +98,7 @@ async function main(): Promise<void> {
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       await workers?.close();
       await queues.close();
-      await Promise.allSettled([pool.end(), redis.quit()]);
+      await Promise.allSettled([pool.end(), redis?.quit()]);
       await embedded?.stop();
       log.info('stopped');
     })();

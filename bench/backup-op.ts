@@ -22,7 +22,7 @@ if (!table || !isTableName(table) || (op !== 'backup' && op !== 'restore')) {
 }
 const config = loadConfig();
 const pool = createPool(serverDatabaseUrl(config), 2);
-const redis = createRedis(config.REDIS_URL);
+const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
 const queues = createQueues(config, redis);
 const services: Services = { config, pool, redis, log: createLogger(config.LOG_LEVEL), queues };
 const started = performance.now();
@@ -36,5 +36,5 @@ try {
 } finally {
   await queues.close();
   await pool.end();
-  redis.disconnect();
+  redis?.disconnect();
 }

@@ -80,7 +80,7 @@ try {
   const config = loadConfig(env);
   const pool = createPool(serverDatabaseUrl(config), 4);
   await migrate(pool);
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(values.redis);
   const queues = createQueues(config, redis);
   const app = createApp({ config, pool, redis, queues, log: createLogger('silent') });
 

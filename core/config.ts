@@ -29,7 +29,8 @@ const schema = z.object({
   HOST: z.string().default('0.0.0.0'),
   /** Unset: PostgreSQL runs embedded (PGlite) with its files under DATA_DIR/postgres. */
   DATABASE_URL: optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
-  REDIS_URL: urlWithScheme('REDIS_URL', ['redis:', 'rediss:']),
+  /** Unset or empty: jobs run in-process (see core/local-queue.ts) instead of on BullMQ. */
+  REDIS_URL: optionalUrl('REDIS_URL', ['redis:', 'rediss:']),
   DATA_DIR: z.string().min(1).default('./data'),
   QUEUE_PREFIX: z
     .string()
@@ -145,9 +146,8 @@ export function serverDatabaseUrl(config: Config): string {
   return config.DATABASE_URL;
 }
 
-/** A connection URL fit for logs: the password is masked. */
-export function redactUrl(url: string): string {
+/** The server a connection URL points at, for logs: no user name or password. */
+export function urlLabel(url: string): string {
   const u = new URL(url);
-  if (u.password) u.password = '***';
-  return u.toString();
+  return `${u.protocol}//${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
 }

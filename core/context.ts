@@ -8,9 +8,12 @@ import type { Queues } from './queues.js';
 export interface Services {
   readonly config: Config;
   readonly pool: Pool;
-  /** A connection for commands (health checks, queue producers); workers open their own. */
-  readonly redis: Redis;
+  /**
+   * A connection for commands (health checks, queue producers); workers open their own.
+   * Undefined without REDIS_URL: the queues are then in-process.
+   */
+  readonly redis: Redis | undefined;
   readonly log: Logger;
-  /** BullMQ producers for every queue (see core/queues.ts). */
+  /** Producers for every queue, BullMQ or in-process (see core/queues.ts). */
   readonly queues: Queues;
 }

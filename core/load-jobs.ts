@@ -1,17 +1,16 @@
-import { FlowProducer, type JobsOptions } from 'bullmq';
 import type { Config } from './config.js';
 import type { Services } from './context.js';
 import type { LoadRow } from './loads.js';
-import { QUEUE_NAMES } from './queues.js';
+import type { JobOptions } from './queues.js';
 
-/** BullMQ jobs for loads: the job carries only the load id; the `loads` row holds the state. */
+/** Jobs for loads: the job carries only the load id; the `loads` row holds the state. */
 export const LOAD_JOB = 'load';
 
 export interface LoadJobData {
   loadId: string;
 }
 
-export function loadJobOptions(config: Config, loadId: string): JobsOptions {
+export function loadJobOptions(config: Config, loadId: string): JobOptions {
   return {
     jobId: loadId,
     attempts: config.LOAD_ATTEMPTS,
@@ -21,43 +20,30 @@ export function loadJobOptions(config: Config, loadId: string): JobsOptions {
   };
 }
 
-const flows = new WeakMap<Services, FlowProducer>();
-
 /**
  * Queues the loads of one request. A load with `after_loads` (hired_employees sent with its
- * departments and jobs) becomes the parent of a BullMQ flow whose children are those loads, so it
- * runs only once they have finished; a failed child does not block it (the worker then fails it
- * with a reason instead of leaving it waiting forever).
+ * departments and jobs) becomes the parent of a flow whose children are those loads, so it runs
+ * only once they have finished; a failed child does not block it (the worker then fails it with
+ * a reason instead of leaving it waiting forever).
  */
 export async function enqueueLoads(services: Services, loads: readonly LoadRow[]): Promise<void> {
-  const { config } = services;
+  const { config, queues } = services;
   const children = new Set(loads.flatMap((l) => l.after_loads));
   const byId = new Map(loads.map((l) => [l.id, l]));
   for (const load of loads) {
     if (children.has(load.id)) continue;
     const data: LoadJobData = { loadId: load.id };
     if (load.after_loads.length === 0) {
-      await services.queues.loads.add(LOAD_JOB, data, loadJobOptions(config, load.id));
+      await queues.loads.add(LOAD_JOB, data, loadJobOptions(config, load.id));
       continue;
     }
-    let flow = flows.get(services);
-    if (!flow) {
-      flow = new FlowProducer({ connection: services.redis, prefix: config.QUEUE_PREFIX });
-      flows.set(services, flow);
-    }
-    await flow.add({
+    await queues.addFlow('loads', {
       name: LOAD_JOB,
-      queueName: QUEUE_NAMES.loads,
       data,
       opts: loadJobOptions(config, load.id),
       children: load.after_loads
         .filter((id) => byId.has(id))
-        .map((id) => ({
-          name: LOAD_JOB,
-          queueName: QUEUE_NAMES.loads,
-          data: { loadId: id } satisfies LoadJobData,
-          opts: { ...loadJobOptions(config, id), ignoreDependencyOnFailure: true },
-        })),
+        .map((id) => ({ name: LOAD_JOB, data: { loadId: id } satisfies LoadJobData, opts: loadJobOptions(config, id) })),
     });
   }
 }

@@ -5,11 +5,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { ConfigError, loadConfig } from '../core/config.js';
+import { ConfigError, loadConfig, urlLabel } from '../core/config.js';
 import { createPool } from '../core/db.js';
 import { migrate } from '../core/migrate.js';
 import { createRedis } from '../core/redis.js';
-import { createTestServices, databaseUrl, freshDatabase, REDIS_URL, uniqueName, type TestServices } from './support/services.js';
+import { createTestServices, databaseUrl, EMBEDDED, freshDatabase, REDIS_URL, uniqueName, type TestServices } from './support/services.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
 
 describe('config', () => {
   test('a missing or bad setting stops the start naming it', () => {
@@ -30,6 +32,16 @@ describe('config', () => {
     expect(c.QUEUE_PREFIX).toBe('hr');
     expect(c.API_KEY).toBeUndefined();
     expect(path.isAbsolute(c.dirs.landing)).toBe(true);
+  });
+
+  test('REDIS_URL unset or empty means in-process jobs', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgres://localhost/hr' }).REDIS_URL).toBeUndefined();
+    expect(loadConfig({ DATABASE_URL: 'postgres://localhost/hr', REDIS_URL: '' }).REDIS_URL).toBeUndefined();
+  });
+
+  test('a Redis URL is logged without its user or password', () => {
+    expect(urlLabel('redis://admin:s3cret@cache.internal:6380/2')).toBe('redis://cache.internal:6380/2');
+    expect(urlLabel('rediss://:s3cret@cache.internal')).toBe('rediss://cache.internal');
   });
 });
 
@@ -63,6 +75,20 @@ describe('health', () => {
   });
   afterAll(() => s.cleanup());
 
+  test('without Redis, the in-process jobs answer for it and are never down', async () => {
+    const t = await createTestServices({}, { embedded: true });
+    try {
+      const res = await createApp(t).request('/health');
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({
+        status: 'ok',
+        redis: { status: 'ok', embedded: true, detail: 'in-process jobs (REDIS_URL unset)' },
+      });
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('503 naming Redis when it is down', async () => {
     const deadRedis = createRedis('redis://127.0.0.1:1');
     deadRedis.on('error', () => {});
@@ -91,16 +117,18 @@ describe('the real server process', () => {
   test('creates its database, migrates, serves, ingests, and stops cleanly on SIGTERM', async () => {
     const dbName = uniqueName('hrtest');
     const dataDir = await mkdtemp(path.join(tmpdir(), 'hre2e-'));
+    const queuePrefix = uniqueName('hrq');
     const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
-      cwd: path.resolve(import.meta.dirname, '..'),
+      cwd: ROOT,
       env: {
         ...process.env,
         PORT: '0',
         HOST: '127.0.0.1',
         DATABASE_URL: databaseUrl(dbName),
-        REDIS_URL,
+        // Empty means unset: the jobs then run in the server process.
+        REDIS_URL: EMBEDDED ? '' : REDIS_URL,
         DATA_DIR: dataDir,
-        QUEUE_PREFIX: uniqueName('hrq'),
+        QUEUE_PREFIX: queuePrefix,
         LOG_LEVEL: 'info',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -132,6 +160,10 @@ describe('the real server process', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('x-request-id')).toBeTruthy();
       expect(await res.json()).toMatchObject({ inserted: 1, rejected: 1 });
+      // A job runs: on the BullMQ worker, or in this one process without Redis.
+      const refresh = await fetch(`${base}/warehouse/refresh?wait=true`, { method: 'POST' });
+      expect(refresh.status).toBe(200);
+      expect(await refresh.json()).toMatchObject({ status: 'completed' });
 
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
@@ -139,6 +171,9 @@ describe('the real server process', () => {
       const msgs = lines.map((l) => JSON.parse(l) as { msg: string; errors?: unknown });
       expect(msgs.map((m) => m.msg)).toEqual(
         expect.arrayContaining(['created database', 'applied migration', 'row rejected', 'request', 'stopped']),
+      );
+      expect(msgs.map((m) => m.msg)).toContain(
+        EMBEDDED ? 'jobs: in-process (REDIS_URL unset)' : `jobs: BullMQ on ${urlLabel(REDIS_URL)}, prefix ${queuePrefix}`,
       );
       expect(msgs.find((m) => m.msg === 'row rejected')).toMatchObject({
         errors: [{ field: 'department', message: 'is required' }],
@@ -154,7 +189,7 @@ describe('the real server process', () => {
 
   test('a bad setting exits with code 2 and names it', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
-      cwd: path.resolve(import.meta.dirname, '..'),
+      cwd: ROOT,
       env: { PATH: process.env.PATH, DATABASE_URL: 'mysql://127.0.0.1/hr', REDIS_URL: 'redis://127.0.0.1:6379' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -163,5 +198,23 @@ describe('the real server process', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(2);
     expect(stderr).toMatch(/DATABASE_URL must be a URL starting with postgres:\/\//);
+  });
+
+  test.each([
+    ['--api', /--api without REDIS_URL: the jobs it queues .* would stay in this process and never run/],
+    ['--worker', /--worker without REDIS_URL: no other process could give this one any jobs/],
+    ['--api', /--api without DATABASE_URL: the embedded PostgreSQL lives inside one process/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+    ['--worker', /--worker without DATABASE_URL: the embedded PostgreSQL lives inside one process/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+  ])('%s alone without the shared server exits with code 2 saying why: %s', async (flag, message, env: Record<string, string> = { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts', flag], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(2);
+    expect(stderr).toMatch(message);
   });
 });

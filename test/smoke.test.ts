@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { createTestServices, type TestServices } from './support/services.js';
+import { createTestServices, EMBEDDED, type TestServices } from './support/services.js';
 
 let s: TestServices;
 beforeAll(async () => {
@@ -11,5 +11,5 @@ afterAll(() => s.cleanup());
 test('health names both dependencies', async () => {
   const res = await createApp(s).request('/health');
   expect(res.status).toBe(200);
-  expect(await res.json()).toMatchObject({ status: 'ok', postgres: { status: 'ok' }, redis: { status: 'ok' } });
+  expect(await res.json()).toMatchObject({ status: 'ok', postgres: { status: 'ok' }, redis: { status: 'ok', ...(EMBEDDED ? { embedded: true } : {}) } });
 });

@@ -1,4 +1,3 @@
-import { Worker, type Job } from 'bullmq';
 import { createBackup } from '../core/backup/create.js';
 import {
   BACKUP_JOB,
@@ -13,8 +12,8 @@ import { restoreTable } from '../core/backup/restore.js';
 import type { Services } from '../core/context.js';
 import { AppError } from '../core/errors.js';
 import { QUEUE_NAMES } from '../core/queues.js';
-import { createRedis } from '../core/redis.js';
 import { TABLE_NAMES } from '../core/tables.js';
+import { startProcessor } from './processor.js';
 
 /**
  * The `backups` queue: backup sets and table restores, one at a time per process so a restore
@@ -23,11 +22,11 @@ import { TABLE_NAMES } from '../core/tables.js';
  */
 export async function startBackupWorker(services: Services): Promise<() => Promise<void>> {
   const { config, log, queues } = services;
-  const connection = createRedis(config.REDIS_URL, 'worker');
 
-  const worker = new Worker(
-    QUEUE_NAMES.backups,
-    async (job: Job) => {
+  const stop = startProcessor(
+    services,
+    'backups',
+    async (job) => {
       const jobLog = log.child({ queue: QUEUE_NAMES.backups, job: job.id, name: job.name });
       try {
         if (job.name === BACKUP_JOB) {
@@ -45,9 +44,8 @@ export async function startBackupWorker(services: Services): Promise<() => Promi
         throw err;
       }
     },
-    { connection, prefix: config.QUEUE_PREFIX, concurrency: 1 },
+    { concurrency: 1 },
   );
-  worker.on('error', (err) => log.error({ err }, 'backups worker error'));
 
   if (config.BACKUP_CRON) {
     await queues.backups.upsertJobScheduler(
@@ -60,8 +58,5 @@ export async function startBackupWorker(services: Services): Promise<() => Promi
     await queues.backups.removeJobScheduler(SCHEDULER_ID);
   }
 
-  return async () => {
-    await worker.close();
-    await connection.quit().catch(() => {});
-  };
+  return stop;
 }

@@ -8,13 +8,13 @@ export interface Workers {
 }
 
 /**
- * Starts the BullMQ workers of this process. Each job kind has its own processor module under
- * worker/; this is where they are wired to their queues.
+ * Starts the workers of this process, BullMQ or in-process as the queues are (core/queues.ts).
+ * Each job kind has its own processor module under worker/; this is where they are wired to
+ * their queues.
  */
 export async function startWorkers(services: Services): Promise<Workers> {
   const closers: (() => Promise<void>)[] = [];
-  const loads = startLoadWorker(services);
-  closers.push(() => loads.close());
+  closers.push(await startLoadWorker(services));
   closers.push(await startWarehouseWorker(services));
   closers.push(await startBackupWorker(services));
   services.log.info({ queuePrefix: services.config.QUEUE_PREFIX }, 'workers started');

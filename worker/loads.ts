@@ -1,14 +1,14 @@
-import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Services } from '../core/context.js';
 import { AppError } from '../core/errors.js';
-import type { LoadJobData } from '../core/load-jobs.js';
+import { enqueueLoads, type LoadJobData } from '../core/load-jobs.js';
 import { failLoad, getLoad, getLoads, unfinishedLoads, type LoadRow } from '../core/loads.js';
 import type { Logger } from '../core/log.js';
-import { QUEUE_NAMES, requestWarehouseRefresh } from '../core/queues.js';
-import { createRedis } from '../core/redis.js';
+import { requestWarehouseRefresh, type QueueJob } from '../core/queues.js';
 import { TABLES } from '../core/tables.js';
 import { ChunkReader } from './load-reader.js';
 import { ChunkWriter } from './load-writer.js';
+import { startProcessor } from './processor.js';
 
 /**
  * The processor of the `loads` queue: streams one CSV file into its table, chunk by chunk.
@@ -16,35 +16,26 @@ import { ChunkWriter } from './load-writer.js';
  * Crash safety: each chunk commits with the load's checkpoint (next byte, next line, counters), so
  * a retry after a crash or a kill resumes at the first uncommitted chunk and the tables end up
  * exactly as after a clean run. A killed worker's job comes back through BullMQ's stalled-job check;
- * a job BullMQ gives up on marks its load failed (on the `failed` event, and by a periodic sweep
+ * in-process jobs die with the process, so there the loads it left unfinished are queued again at
+ * start. A job given up on marks its load failed (on the `failed` event, and by a periodic sweep
  * as a backstop), so no load stays `running` or `queued` for ever.
  */
-export function startLoadWorker(services: Services): { close(): Promise<void> } {
+export async function startLoadWorker(services: Services): Promise<() => Promise<void>> {
   const { config, log } = services;
   let stopping = false;
-  const connection = createRedis(config.REDIS_URL, 'worker');
-  const worker = new Worker<LoadJobData>(
-    QUEUE_NAMES.loads,
-    (job, token) => processLoad(services, job, token, () => stopping),
-    {
-      connection,
-      prefix: config.QUEUE_PREFIX,
-      concurrency: config.LOAD_CONCURRENCY,
-      lockDuration: config.LOAD_LOCK_MS,
-      stalledInterval: config.LOAD_STALLED_CHECK_MS,
-      maxStalledCount: 3,
+  if (!services.queues.durable) await resumeLoads(services);
+  const stop = startProcessor<LoadJobData>(services, 'loads', (job, token) => processLoad(services, job, token, () => stopping), {
+    concurrency: config.LOAD_CONCURRENCY,
+    locks: { lockDuration: config.LOAD_LOCK_MS, stalledInterval: config.LOAD_STALLED_CHECK_MS, maxStalledCount: 3 },
+    onFailed: (job, err) => {
+      void (async () => {
+        if ((await job.getState()) !== 'failed') return; // it will be retried
+        const reason = /stalled/i.test(err.message)
+          ? `the worker running it stopped ${job.stalledCounter ?? 'several'} times (killed or hung); load the file again`
+          : err.message;
+        if (await failLoad(services.pool, job.data.loadId, reason)) log.warn({ loadId: job.data.loadId, reason }, 'load failed');
+      })().catch((e: unknown) => log.error({ err: e }, 'could not record a failed load'));
     },
-  );
-  worker.on('error', (err) => log.error({ err }, 'load worker error'));
-  worker.on('failed', (job, err) => {
-    if (!job) return;
-    void (async () => {
-      if ((await job.getState()) !== 'failed') return; // it will be retried
-      const reason = /stalled/i.test(err.message)
-        ? `the worker running it stopped ${job.stalledCounter ?? 'several'} times (killed or hung); load the file again`
-        : err.message;
-      if (await failLoad(services.pool, job.data.loadId, reason)) log.warn({ loadId: job.data.loadId, reason }, 'load failed');
-    })().catch((e: unknown) => log.error({ err: e }, 'could not record a failed load'));
   });
 
   const sweep = () => reconcile(services).catch((err: unknown) => log.warn({ err }, 'load sweep failed'));
@@ -52,19 +43,27 @@ export function startLoadWorker(services: Services): { close(): Promise<void> } 
   timer.unref();
   void sweep();
 
-  return {
-    async close() {
-      stopping = true;
-      clearInterval(timer);
-      await worker.close();
-      await connection.quit().catch(() => {});
-    },
+  return async () => {
+    stopping = true;
+    clearInterval(timer);
+    await stop();
   };
+}
+
+/**
+ * In-process jobs do not outlive the process: the loads a previous run left `queued` or `running`
+ * are queued again (their checkpoints say where to go on), before the sweep would fail them.
+ */
+async function resumeLoads(services: Services): Promise<void> {
+  const loads = await unfinishedLoads(services.pool, 0);
+  if (loads.length === 0) return;
+  await enqueueLoads(services, loads);
+  services.log.info({ loads: loads.length }, 'queued again the loads the last run left unfinished');
 }
 
 type Totals = { inserted: number; updated: number; unchanged: number; rejected: number };
 
-async function processLoad(services: Services, job: Job<LoadJobData>, token: string | undefined, stopping: () => boolean): Promise<Totals | undefined> {
+async function processLoad(services: Services, job: QueueJob<LoadJobData>, token: string | undefined, stopping: () => boolean): Promise<Totals | undefined> {
   const { pool } = services;
   const { loadId } = job.data;
   const log = services.log.child({ loadId, jobId: job.id });

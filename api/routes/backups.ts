@@ -1,5 +1,4 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { QueueEvents, type Job } from 'bullmq';
 import {
   BACKUP_JOB,
   BACKUP_JOB_OPTS,
@@ -14,8 +13,7 @@ import type { RestoreResult } from '../../core/backup/restore.js';
 import { isBackupId, listBackups, readManifest, type BackupEntry } from '../../core/backup/store.js';
 import type { Services } from '../../core/context.js';
 import { AppError, NotFoundError } from '../../core/errors.js';
-import { QUEUE_NAMES } from '../../core/queues.js';
-import { createRedis } from '../../core/redis.js';
+import { waitForJob, type JobOptions } from '../../core/queues.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { ErrorSchema } from '../schemas.js';
 import { tableFrom } from '../tables.js';
@@ -218,30 +216,15 @@ type Outcome<T> = { done: true; value: T } | { done: false; jobId: string; statu
  * comes back as the AppError it threw in the worker (404/409/422); anything else is a 500 that
  * names the job, whose failure is in the worker's log.
  */
-async function runJob<T>(services: Services, name: string, data: object, opts: object, waitFor: boolean): Promise<Outcome<T>> {
-  const { config, queues } = services;
-  if (!waitFor) {
-    const job = await queues.backups.add(name, data, opts);
-    return { done: false, jobId: job.id!, status: 'queued' };
-  }
-  const connection = createRedis(config.REDIS_URL, 'worker');
-  const events = new QueueEvents(QUEUE_NAMES.backups, { connection, prefix: config.QUEUE_PREFIX });
-  let job: Job | undefined;
-  try {
-    await events.waitUntilReady();
-    job = await queues.backups.add(name, data, opts);
-    const value = (await job.waitUntilFinished(events, WAIT_MS)) as T;
-    return { done: true, value };
-  } catch (err) {
-    if (!job) throw err;
-    const state = await job.getState().catch(() => 'unknown');
-    if (state !== 'failed' && state !== 'completed') return { done: false, jobId: job.id!, status: state === 'active' ? 'running' : 'queued' };
-    const appError = errorFromFailure((err as Error).message);
-    if (appError) throw appError;
-    services.log.error({ err, job: job.id, name }, 'backup job failed');
-    throw new AppError(500, 'job_failed', `${name} job ${job.id} failed; the worker log has the details`, { jobId: job.id });
-  } finally {
-    await events.close().catch(() => {});
-    await connection.quit().catch(() => {});
-  }
+async function runJob<T>(services: Services, name: string, data: object, opts: JobOptions, waitFor: boolean): Promise<Outcome<T>> {
+  const { queues } = services;
+  const jobId = (await queues.backups.add(name, data, opts)).id!;
+  if (!waitFor) return { done: false, jobId, status: 'queued' };
+  const outcome = await waitForJob(queues.backups, jobId, WAIT_MS);
+  if (outcome.state === 'completed') return { done: true, value: outcome.result as T };
+  if (outcome.state !== 'failed') return { done: false, jobId, status: outcome.state === 'active' ? 'running' : 'queued' };
+  const appError = errorFromFailure(outcome.error);
+  if (appError) throw appError;
+  services.log.error({ job: jobId, name, reason: outcome.error }, 'backup job failed');
+  throw new AppError(500, 'job_failed', `${name} job ${jobId} failed; the worker log has the details`, { jobId });
 }

@@ -1,7 +1,13 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Services } from '../../core/context.js';
 
-const Dependency = z.object({ status: z.enum(['ok', 'down']), latencyMs: z.number().optional(), error: z.string().optional() });
+const Dependency = z.object({
+  status: z.enum(['ok', 'down']),
+  latencyMs: z.number().optional(),
+  error: z.string().optional(),
+  embedded: z.boolean().optional().openapi({ description: 'Not a server: the work runs inside this process' }),
+  detail: z.string().optional(),
+});
 const HealthSchema = z
   .object({
     status: z.enum(['ok', 'degraded']),
@@ -40,9 +46,15 @@ async function probe(fn: () => Promise<unknown>, timeoutMs = 2_000): Promise<z.i
   }
 }
 
+/** Without REDIS_URL there is no Redis to be down: the jobs run in this process. */
+const IN_PROCESS_JOBS: z.infer<typeof Dependency> = { status: 'ok', embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
+
 export function registerHealth(app: OpenAPIHono, { pool, redis }: Services): void {
   app.openapi(route, async (c) => {
-    const [postgres, redisState] = await Promise.all([probe(() => pool.query('SELECT 1')), probe(() => redis.ping())]);
+    const [postgres, redisState] = await Promise.all([
+      probe(() => pool.query('SELECT 1')),
+      redis ? probe(() => redis.ping()) : IN_PROCESS_JOBS,
+    ]);
     const down = [postgres.status === 'down' ? 'postgres' : null, redisState.status === 'down' ? 'redis' : null].filter(
       (d): d is string => d !== null,
     );

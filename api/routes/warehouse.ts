@@ -1,8 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { Queue } from 'bullmq';
 import type { Services } from '../../core/context.js';
 import { AppError } from '../../core/errors.js';
-import { requestWarehouseRefresh } from '../../core/queues.js';
+import { requestWarehouseRefresh, waitForJob } from '../../core/queues.js';
 import { tableCounts } from '../../warehouse/analytics.js';
 import { lastBatch, readLedger } from '../../warehouse/ledger.js';
 import { layoutOf } from '../../warehouse/layout.js';
@@ -58,21 +57,6 @@ const refreshRoute = createRoute({
   },
 });
 
-/** Polls the job until it completes or fails; `undefined` when `timeoutMs` passes first. */
-async function waitForJob(queue: Queue, id: string, timeoutMs: number): Promise<{ state: string; result?: unknown; error?: string } | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (let delay = 50; Date.now() < deadline; delay = Math.min(delay * 2, 500)) {
-    const job = await queue.getJob(id);
-    if (!job) return { state: 'unknown' };
-    const state = await job.getState();
-    if (state === 'completed') return { state, result: job.returnvalue };
-    // A failed attempt with attempts left goes back to waiting/delayed; only the last one is final.
-    if (state === 'failed') return { state, error: job.failedReason };
-    await new Promise((r) => setTimeout(r, delay));
-  }
-  return undefined;
-}
-
 export function registerWarehouse(app: OpenAPIHono, services: Services): void {
   const { config, pool, queues } = services;
   const layout = layoutOf(config.dirs.warehouse);
@@ -107,7 +91,7 @@ export function registerWarehouse(app: OpenAPIHono, services: Services): void {
     const jobId = await requestWarehouseRefresh(queues, 'api', { immediate: true });
     if (c.req.valid('query').wait !== 'true') return c.json({ jobId }, 202);
     const done = await waitForJob(queues.warehouse, jobId, config.WAREHOUSE_REFRESH_WAIT_MS);
-    if (!done) return c.json({ jobId, status: 'running' }, 202);
+    if (done.timedOut) return c.json({ jobId, status: 'running' }, 202);
     if (done.state === 'failed') {
       throw new AppError(500, 'refresh_failed', `the warehouse refresh failed: ${done.error ?? 'unknown error'}`, { jobId });
     }

@@ -16,6 +16,7 @@ import { createRedis } from '../../core/redis.js';
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
 }
@@ -38,7 +39,8 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
 
 /**
  * HR_TEST_EMBEDDED=1 runs the suites against the embedded stand-ins `npm start` uses without
- * DATABASE_URL and REDIS_URL (vitest.config.ts runs the API-level suites both ways).
+ * DATABASE_URL and REDIS_URL: PostgreSQL in PGlite, jobs in-process (core/local-queue.ts).
+ * vitest.config.ts runs the API-level suites both ways.
  */
 export const EMBEDDED = process.env.HR_TEST_EMBEDDED === '1';
 
@@ -65,16 +67,19 @@ export interface TestServices extends Services {
 }
 
 /**
- * Everything a suite needs, isolated: its own migrated database, its own queue prefix in Redis,
- * its own DATA_DIR. Settings can be overridden like environment variables.
+ * Everything a suite needs, isolated: its own migrated database, its own queue prefix in Redis
+ * (or in-process queues, with `embedded`), its own DATA_DIR. Settings can be overridden like
+ * environment variables.
  */
-export async function createTestServices(env: Record<string, string> = {}): Promise<TestServices> {
-  const db = EMBEDDED ? await embeddedDatabase() : await freshDatabase();
+export async function createTestServices(
+  env: Record<string, string> = {},
+  { embedded = EMBEDDED }: { embedded?: boolean } = {},
+): Promise<TestServices> {
+  const db = embedded ? await embeddedDatabase() : await freshDatabase();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'hrtest-'));
   const queuePrefix = uniqueName('hrq');
   const config: Config = loadConfig({
-    ...(EMBEDDED ? {} : { DATABASE_URL: db.url }),
-    REDIS_URL,
+    ...(embedded ? {} : { DATABASE_URL: db.url, REDIS_URL }),
     DATA_DIR: dataDir,
     QUEUE_PREFIX: queuePrefix,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
@@ -82,7 +87,7 @@ export async function createTestServices(env: Record<string, string> = {}): Prom
   });
   const pool = createPool(db.url, 5);
   await migrate(pool);
-  const redis = createRedis(config.REDIS_URL);
+  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
   const log = createLogger(config.LOG_LEVEL);
   const queues = createQueues(config, redis);
   return {
@@ -94,9 +99,11 @@ export async function createTestServices(env: Record<string, string> = {}): Prom
     async cleanup() {
       await queues.close();
       await pool.end().catch(() => {});
-      const keys = await redis.keys(`${queuePrefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      await redis.quit().catch(() => {});
+      if (redis) {
+        const keys = await redis.keys(`${queuePrefix}:*`);
+        if (keys.length > 0) await redis.del(...keys);
+        await redis.quit().catch(() => {});
+      }
       await db.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
