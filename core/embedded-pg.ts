@@ -16,6 +16,10 @@ import type { Logger } from './log.js';
  * - `COPY … FROM STDIN` is not supported over the socket; bulk writes go through
  *   `copyIn()`, which inserts batches from arrays there. `COPY … TO STDOUT` works.
  * - One process may open the folder at a time: a lock file holding the pid guards it.
+ * - pglite-socket feeds PGlite one protocol message at a time, from whichever connection sent
+ *   one; two connections' extended-protocol queries (Parse, Bind, Execute … Sync) then interleave
+ *   in the one session and steal each other's unnamed statement ("portal does not exist", wrong
+ *   rows). `groupExtendedQueries` hands PGlite each query whole, up to its Sync.
  */
 export interface EmbeddedPostgres {
   /** Connection string of the loopback server. */
@@ -51,6 +55,7 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
     const started = performance.now();
     db = await PGlite.create(dataDir ? { dataDir } : {});
     const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: opts.maxConnections ?? 64 });
+    groupExtendedQueries(server);
     await server.start();
     const port = Number(server.getServerConn().split(':').pop());
     log?.debug({ dataDir: dataDir ?? 'memory', port, ms: Math.round(performance.now() - started) }, 'embedded PostgreSQL ready');
@@ -71,6 +76,55 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
   }
 }
 
+/** The part of pglite-socket's (internal) query queue the socket handlers call. */
+interface QueryQueue {
+  enqueue(handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number>;
+  clearQueueForHandler(handlerId: number): void;
+  clearTransactionIfNeeded(handlerId: number): Promise<void>;
+  getQueueLength(): number;
+}
+
+/** Parse, Bind, Describe, Execute, Close: held back until the Sync that ends the query. */
+const HELD = new Set([0x50, 0x42, 0x44, 0x45, 0x43]);
+
+/**
+ * Wraps the server's query queue so an extended-protocol query reaches PGlite as one unit (its
+ * messages up to Sync, concatenated), never interleaved with another connection's. Relies on
+ * pglite-socket 0.2's `queryQueue` property (the version is pinned); a test runs concurrent
+ * transactions and parameterized queries across connections to keep this honest.
+ */
+function groupExtendedQueries(server: PGLiteSocketServer): void {
+  const holder = server as unknown as { queryQueue?: QueryQueue };
+  const inner = holder.queryQueue;
+  if (!inner || typeof inner.enqueue !== 'function') {
+    throw new Error('this pglite-socket version has no queryQueue to wrap; install the version package.json pins');
+  }
+  const held = new Map<number, Uint8Array[]>();
+  holder.queryQueue = {
+    enqueue(id, message, onData) {
+      if (HELD.has(message[0]!)) {
+        const list = held.get(id) ?? [];
+        list.push(message);
+        held.set(id, list);
+        return Promise.resolve(0);
+      }
+      const list = held.get(id);
+      if (!list) return inner.enqueue(id, message, onData);
+      held.delete(id);
+      return inner.enqueue(id, Buffer.concat([...list, message]), onData);
+    },
+    clearQueueForHandler(id) {
+      held.delete(id);
+      inner.clearQueueForHandler(id);
+    },
+    clearTransactionIfNeeded: (id) => inner.clearTransactionIfNeeded(id),
+    getQueueLength: () => inner.getQueueLength(),
+  };
+}
+
+/** Folders this process has open. */
+const openHere = new Set<string>();
+
 /**
  * A pid file beside the database folder (`<folder>.pid`): a second process opening the folder
  * would corrupt it. A stale file (its process gone) is taken over.
@@ -80,11 +134,17 @@ async function lockFolder(dataDir: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await writeFile(file, String(process.pid), { flag: 'wx' });
-      return () => rm(file, { force: true });
+      openHere.add(dataDir);
+      return async () => {
+        openHere.delete(dataDir);
+        await rm(file, { force: true });
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (pid > 0 && pid !== process.pid && isAlive(pid)) throw new EmbeddedPostgresLockedError(dataDir, pid);
+      // Our own pid is stale unless this process has the folder open (a container's pid 1 restarts as pid 1).
+      const held = pid === process.pid ? openHere.has(dataDir) : pid > 0 && isAlive(pid);
+      if (held) throw new EmbeddedPostgresLockedError(dataDir, pid);
       await rm(file, { force: true });
     }
   }

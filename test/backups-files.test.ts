@@ -99,7 +99,7 @@ describe('bulk restore', () => {
       (
         await s.pool.query(
           `SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indrelid = 'hired_employees'::regclass
-           UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'hired_employees'::regclass
+           UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'hired_employees'::regclass AND contype <> 'n'
            ORDER BY 1`,
         )
       ).rows;
