@@ -7,7 +7,7 @@ import { layoutOf } from '../warehouse/layout.js';
 import { WarehouseReader } from '../warehouse/reader.js';
 import { refreshWarehouse } from '../warehouse/refresh.js';
 import { aggMatches, duckHires, pgHires, seed } from './support/warehouse.js';
-import { createTestServices, type TestServices } from './support/services.js';
+import { createTestServices, EMBEDDED, type TestServices } from './support/services.js';
 
 let s: TestServices;
 let reader: WarehouseReader;
@@ -65,7 +65,9 @@ test('inserts, updates and deletes reach the warehouse as a delta of only the ch
   expect(fact.find((h) => h.id === 15)?.name).toBe('Upserted Name');
 });
 
-test('a transaction that commits after an export is picked up by the next one', async () => {
+// Needs two transactions open at once; the embedded PostgreSQL runs one at a time, so a late
+// commit cannot overlap an export there.
+test.skipIf(EMBEDDED)('a transaction that commits after an export is picked up by the next one', async () => {
   const late = await s.pool.connect();
   try {
     await late.query('BEGIN');
