@@ -49,12 +49,16 @@ async function probe(fn: () => Promise<unknown>, timeoutMs = 2_000): Promise<z.i
 /** Without REDIS_URL there is no Redis to be down: the jobs run in this process. */
 const IN_PROCESS_JOBS: z.infer<typeof Dependency> = { status: 'ok', embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
 
-export function registerHealth(app: OpenAPIHono, { pool, redis }: Services): void {
+export function registerHealth(app: OpenAPIHono, { config, pool, redis }: Services): void {
   app.openapi(route, async (c) => {
-    const [postgres, redisState] = await Promise.all([
+    const [pgState, redisState] = await Promise.all([
       probe(() => pool.query('SELECT 1')),
       redis ? probe(() => redis.ping()) : IN_PROCESS_JOBS,
     ]);
+    // Without DATABASE_URL the database is PGlite inside this process: say so, and where it lives.
+    const postgres = config.DATABASE_URL
+      ? pgState
+      : { ...pgState, embedded: true, detail: `embedded PostgreSQL (PGlite) in ${config.DATA_DIR}/postgres (DATABASE_URL unset)` };
     const down = [postgres.status === 'down' ? 'postgres' : null, redisState.status === 'down' ? 'redis' : null].filter(
       (d): d is string => d !== null,
     );
