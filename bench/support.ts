@@ -60,6 +60,9 @@ export async function startServer(env: Record<string, string>, args: string[] = 
     child.stdout!.setEncoding('utf8').on('data', onData);
     child.stderr!.pipe(process.stderr);
     child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  }).catch((err: unknown) => {
+    child.kill('SIGKILL'); // a server that did not come up must not outlive the bench
+    throw err;
   });
   return {
     base: `http://127.0.0.1:${port}`,
