@@ -39,8 +39,9 @@ function message(container, text, isError = false) {
 }
 
 /** Horizontal bars, one per label; `segments` stacks values; `mean` draws a vertical line. */
-function barChart({ rows, label, segments, colors, mean, title }) {
-  const labelW = 190, barH = 22, gap = 6, width = 900, right = 60, top = mean === undefined ? 8 : 24;
+// `width` is the drawing's own width: near the width it is shown at, so its text stays readable.
+function barChart({ rows, label, segments, colors, mean, title, width = 900 }) {
+  const labelW = 190, barH = 22, gap = 6, right = 60, top = mean === undefined ? 8 : 24;
   const totals = rows.map((r) => segments.reduce((s, k) => s + Number(r[k] ?? 0), 0));
   const max = Math.max(1, ...totals, mean ?? 0);
   const scale = (v) => (v / max) * (width - labelW - right);
@@ -98,7 +99,7 @@ async function loadAnalytics(year) {
     const totals = depts.map((d) => Q.reduce((s, q) => s + d[q], 0));
     const mean = totals.length ? totals.reduce((a, b) => a + b, 0) / totals.length : 0;
     if (above.length === 0) message(amChart, `No department hired above the mean in ${year}.`);
-    else amChart.replaceChildren(barChart({ rows: above, label: 'department', segments: ['hired'], colors: ['var(--q1)'], mean, title: `Departments hiring above the mean (${mean.toFixed(1)}) in ${year}` }));
+    else amChart.replaceChildren(barChart({ rows: above, label: 'department', segments: ['hired'], colors: ['var(--q1)'], mean, width: 560, title: `Departments hiring above the mean (${mean.toFixed(1)}) in ${year}` }));
   } catch (err) {
     message(chart, `Hires by quarter unavailable: ${err.message}`, true);
     message(amChart, `Departments above the mean unavailable: ${err.message}`, true);
