@@ -52,9 +52,11 @@ if (!config.REDIS_URL && !(runApi && runWorkers)) {
 
 const log = createLogger(config.LOG_LEVEL, { role: runApi && runWorkers ? 'all' : runApi ? 'api' : 'worker' });
 
+/** Stopped on a failed start too: PGlite should close its files cleanly. */
+let embedded: EmbeddedPostgres | undefined;
+
 async function main(): Promise<void> {
   await Promise.all(Object.values(config.dirs).map((d) => mkdir(d, { recursive: true })));
-  let embedded: EmbeddedPostgres | undefined;
   let databaseUrl = config.DATABASE_URL;
   if (databaseUrl) {
     await ensureDatabase(databaseUrl, log);
@@ -84,7 +86,6 @@ async function main(): Promise<void> {
       log.info({ port: info.port, host: config.HOST, dataDir: config.DATA_DIR }, `listening on http://localhost:${info.port}`);
     });
   }
-  if (demo) await startDemo(services);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {
@@ -106,9 +107,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  if (demo) await startDemo(services);
 }
 
-main().catch((err: unknown) => {
+main().catch(async (err: unknown) => {
   log.fatal({ err }, `start failed: ${(err as Error).message}`);
+  await embedded?.stop().catch(() => {});
   process.exit(1);
 });

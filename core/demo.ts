@@ -13,14 +13,18 @@ export const DEMO_ROWS = 20_000;
  * `npm start -- --demo`: fills an empty store with generated sample data through the ordinary
  * load path (files in the landing folder, one load per table, hired_employees after the other two),
  * so the dashboard, the loads list (with its rejects: 1% of the rows break a rule on purpose) and
- * the warehouse, which a finished load refreshes, show real work at once. A store that already
- * holds hires is left alone. Returns the loads it queued (none when it left the store alone).
+ * the warehouse, which a finished load refreshes, show real work at once. A store that holds any
+ * rows, or has loads under way, is left alone. Returns the loads it queued (none when it left the store alone).
  */
 export async function startDemo(services: Services, rows = DEMO_ROWS): Promise<LoadRow[]> {
   const { config, pool, log } = services;
-  const { rows: held } = await pool.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM hired_employees) AS any');
+  // Only into an empty store, and not while loads (a demo interrupted earlier, resumed) are under way.
+  const { rows: held } = await pool.query<{ any: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM departments) OR EXISTS (SELECT 1 FROM jobs) OR EXISTS (SELECT 1 FROM hired_employees)
+         OR EXISTS (SELECT 1 FROM loads WHERE status IN ('queued', 'running')) AS any`,
+  );
   if (held[0]!.any) {
-    log.info('demo: the store already holds hires; nothing loaded');
+    log.info('demo: the store is not empty (or loads are under way); nothing loaded');
     return [];
   }
   const dir = path.join(config.dirs.landing, 'demo');

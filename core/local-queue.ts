@@ -227,6 +227,7 @@ export class LocalQueue implements JobQueue {
   }
 
   private finish(job: LocalJob, state: 'completed' | 'failed'): void {
+    this.clearTimer(job); // a processor that asked for a delay and then finished anyway
     job.state = state;
     job.token = undefined;
     job.finishedOn = Date.now();

@@ -91,7 +91,7 @@ test('npm start -- --demo without DATABASE_URL or REDIS_URL serves the metrics o
   // The data lives under DATA_DIR: a second start finds it and loads nothing more.
   const second = await start();
   try {
-    await until('the demo check', async () => (second.messages.includes('demo: the store already holds hires; nothing loaded') ? true : undefined), 15_000);
+    await until('the demo check', async () => (second.messages.includes('demo: the store is not empty (or loads are under way); nothing loaded') ? true : undefined), 15_000);
     const { loads } = (await fetch(second.url + '/loads').then((r) => r.json())) as { loads: unknown[] };
     expect(loads).toHaveLength(3);
   } finally {
