@@ -106,6 +106,18 @@ function metric(name: string, endpoint: string, summary: string, columns: string
   };
 }
 
+/** A command that prints what one GET answers, as JSON. */
+function showJson(name: string, route: string, summary: string): Command {
+  return {
+    usage: `hr ${name}`,
+    summary,
+    async run(client) {
+      out(JSON.stringify(await client.json('GET', route), null, 2));
+      return EXIT.ok;
+    },
+  };
+}
+
 const commands: Record<string, Command> = {
   load: {
     usage: 'hr load FILE... [--table T] [--no-follow] [--strict]',
@@ -175,14 +187,7 @@ const commands: Record<string, Command> = {
       return EXIT.ok;
     },
   },
-  warehouse: {
-    usage: 'hr warehouse',
-    summary: 'Show when the warehouse was refreshed, its row counts and file path',
-    async run(client) {
-      out(JSON.stringify(await client.json('GET', '/warehouse'), null, 2));
-      return EXIT.ok;
-    },
-  },
+  warehouse: showJson('warehouse', '/warehouse', 'Show when the warehouse was refreshed, its row counts and file path'),
   'hires-by-quarter': metric(
     'hires-by-quarter',
     'hires-by-quarter',
@@ -234,14 +239,7 @@ const commands: Record<string, Command> = {
       return EXIT.ok;
     },
   },
-  health: {
-    usage: 'hr health',
-    summary: 'Is the service up, and PostgreSQL and Redis behind it?',
-    async run(client) {
-      out(JSON.stringify(await client.json('GET', '/health'), null, 2));
-      return EXIT.ok;
-    },
-  },
+  health: showJson('health', '/health', 'Is the service up, and PostgreSQL and Redis behind it?'),
 };
 
 const GLOBAL = 'Global options: --url URL (or HR_URL; default http://localhost:3000), --api-key KEY (or HR_API_KEY), --help';

@@ -79,10 +79,12 @@ export class ChunkWriter {
       // table made here would reach the API's writes too, so it keeps the defaults and the
       // per-row foreign-key triggers, and reuses the staging table a previous load left.
       const shared = await isEmbeddedPostgres(client);
-      // temp_buffers must be set before the session touches a temporary table; 8 MB would spill.
-      if (!shared) await client.query(`SET temp_buffers = '64MB'`);
-      // Sorting a chunk by id (DISTINCT ON, lock order) in memory, not in temporary files.
-      if (!shared) await client.query(`SET work_mem = '64MB'`);
+      if (!shared) {
+        // temp_buffers must be set before the session touches a temporary table; 8 MB would spill.
+        await client.query(`SET temp_buffers = '64MB'`);
+        // Sorting a chunk by id (DISTINCT ON, lock order) in memory, not in temporary files.
+        await client.query(`SET work_mem = '64MB'`);
+      }
       if (setBasedFk && !shared && w.refCols.length > 0) {
         try {
           await client.query('SET session_replication_role = replica');
