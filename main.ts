@@ -1,7 +1,7 @@
 /**
  * Entry point. `npm start` runs the API and the workers in one process; `--api` or `--worker`
  * runs one side only, so workers can be scaled out on their own. With DATABASE_URL unset,
- * PostgreSQL runs embedded (core/embedded-pg.ts); without REDIS_URL the jobs run in-process; either
+ * PostgreSQL runs embedded (pg/embedded.ts); without REDIS_URL the jobs run in-process; either
  * way both sides must share the one process. `--demo` fills an empty store with sample data.
  */
 import { mkdir } from 'node:fs/promises';
@@ -9,14 +9,12 @@ import path from 'node:path';
 import { serve } from '@hono/node-server';
 import { createApp } from './api/app.js';
 import { ConfigError, loadConfig, urlLabel, type Config } from './core/config.js';
-import type { Services } from './core/context.js';
 import { createPool, ensureDatabase } from './core/db.js';
-import { startDemo } from './core/demo.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './core/embedded-pg.js';
+import { startDemo } from './loads/index.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './pg/index.js';
 import { createLogger } from './core/log.js';
 import { migrate } from './core/migrate.js';
-import { createQueues } from './core/queues.js';
-import { createRedis } from './core/redis.js';
+import { createQueues, type Services } from './jobs/index.js';
 import { startWorkers, type Workers } from './worker/index.js';
 
 const args = new Set(process.argv.slice(2));
@@ -68,15 +66,10 @@ async function main(): Promise<void> {
   }
   const pool = createPool(databaseUrl, config.PG_POOL_SIZE);
   await migrate(pool, log);
-  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
-  await redis?.ping();
-  log.info(
-    config.REDIS_URL
-      ? `jobs: BullMQ on ${urlLabel(config.REDIS_URL)}, prefix ${config.QUEUE_PREFIX}`
-      : 'jobs: in-process (REDIS_URL unset)',
-  );
-  const queues = createQueues(config, redis);
-  const services: Services = { config, pool, redis, log, queues };
+  const queues = createQueues(config, log);
+  await queues.ping();
+  log.info(`jobs: ${queues.label}`);
+  const services: Services = { config, pool, log, queues };
 
   const workers: Workers | undefined = runWorkers ? await startWorkers(services) : undefined;
   let server: ReturnType<typeof serve> | undefined;
@@ -99,7 +92,7 @@ async function main(): Promise<void> {
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       await workers?.close();
       await queues.close();
-      await Promise.allSettled([pool.end(), redis?.quit()]);
+      await pool.end().catch(() => {});
       await embedded?.stop();
       log.info('stopped');
     })();

@@ -24,7 +24,7 @@ import { loadConfig } from '../core/config.js';
 import { createPool, ensureDatabase } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { migrate } from '../core/migrate.js';
-import { createRedis } from '../core/redis.js';
+import { createRedis } from '../jobs/redis.js';
 import { layoutOf } from '../warehouse/layout.js';
 import { refreshWarehouse, type RefreshResult } from '../warehouse/refresh.js';
 import { PG_DEPARTMENTS_ABOVE_MEAN, PG_HIRES_BY_QUARTER } from './pg-metrics.js';

@@ -5,14 +5,13 @@
  *   tsx bench/backup-op.ts restore <table> <backup-id> [replace|merge]
  * Prints the result as one JSON line.
  */
-import { createBackup } from '../core/backup/create.js';
-import { restoreTable, type RestoreMode } from '../core/backup/restore.js';
+import { createBackup } from '../backup/create.js';
+import { restoreTable, type RestoreMode } from '../backup/restore.js';
 import { loadConfig, serverDatabaseUrl } from '../core/config.js';
-import type { Services } from '../core/context.js';
+import type { Services } from '../jobs/index.js';
 import { createPool } from '../core/db.js';
 import { createLogger } from '../core/log.js';
-import { createQueues } from '../core/queues.js';
-import { createRedis } from '../core/redis.js';
+import { createQueues } from '../jobs/index.js';
 import { isTableName } from '../core/tables.js';
 
 const [op, table, backup, mode] = process.argv.slice(2);
@@ -22,9 +21,9 @@ if (!table || !isTableName(table) || (op !== 'backup' && op !== 'restore')) {
 }
 const config = loadConfig();
 const pool = createPool(serverDatabaseUrl(config), 2);
-const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
-const queues = createQueues(config, redis);
-const services: Services = { config, pool, redis, log: createLogger(config.LOG_LEVEL), queues };
+const log = createLogger(config.LOG_LEVEL);
+const queues = createQueues(config, log);
+const services: Services = { config, pool, log, queues };
 const started = performance.now();
 try {
   const result =
@@ -36,5 +35,4 @@ try {
 } finally {
   await queues.close();
   await pool.end();
-  redis?.disconnect();
 }

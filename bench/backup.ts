@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createPool } from '../core/db.js';
 import { migrate } from '../core/migrate.js';
-import { createRedis } from '../core/redis.js';
+import { createRedis } from '../jobs/redis.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';

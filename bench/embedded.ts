@@ -2,7 +2,7 @@
  * `npm run bench:embedded -- [--rows 1000000]`
  *
  * The same work on both ways of running the service, side by side in one run, on generated data
- * (core/sample.ts, no bad rows), one real server process (`tsx main.ts`, API and jobs together)
+ * (loads/sample.ts, no bad rows), one real server process (`tsx main.ts`, API and jobs together)
  * per mode, one after the other so they never share the machine:
  *   server    PostgreSQL server (a fresh database, dropped at the end) + Redis/BullMQ (own QUEUE_PREFIX)
  *   embedded  DATABASE_URL and REDIS_URL empty: PGlite over pglite-socket under DATA_DIR/postgres,
@@ -30,8 +30,8 @@ import http from 'node:http';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { createRedis } from '../core/redis.js';
-import { generate } from '../core/sample.js';
+import { createRedis } from '../jobs/redis.js';
+import { generate } from '../loads/sample.js';
 import { adminQuery, dbUrl, fmt, percentile, startServer, type Server } from './support.js';
 
 const { values } = parseArgs({

@@ -1,11 +1,11 @@
 /**
- * Writes departments.csv, jobs.csv and hired_employees.csv of generated sample data (core/sample.ts).
+ * Writes departments.csv, jobs.csv and hired_employees.csv of generated sample data (loads/sample.ts).
  *
  *   npm run gen -- --rows 1000000 --out data/gen [--bad-share 0.02] [--seed 42]
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { generate } from '../core/sample.js';
+import { generate } from '../loads/sample.js';
 
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname);
 if (isMain) {

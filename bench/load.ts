@@ -21,9 +21,8 @@ import { loadConfig, serverDatabaseUrl } from '../core/config.js';
 import { createPool } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { migrate } from '../core/migrate.js';
-import { createQueues } from '../core/queues.js';
-import { createRedis } from '../core/redis.js';
-import { generate } from '../core/sample.js';
+import { createQueues } from '../jobs/index.js';
+import { generate } from '../loads/sample.js';
 import { adminQuery, dbUrl as sharedDbUrl } from './support.js';
 
 const { values } = parseArgs({
@@ -80,9 +79,9 @@ try {
   const config = loadConfig(env);
   const pool = createPool(serverDatabaseUrl(config), 4);
   await migrate(pool);
-  const redis = createRedis(values.redis);
-  const queues = createQueues(config, redis);
-  const app = createApp({ config, pool, redis, queues, log: createLogger('silent') });
+  const log = createLogger('silent');
+  const queues = createQueues(config, log);
+  const app = createApp({ config, pool, queues, log });
 
   const worker = spawn(process.execPath, ['--import', 'tsx', 'main.ts', '--worker'], {
     cwd: root,
@@ -125,7 +124,6 @@ try {
   await new Promise((r) => worker.once('exit', r));
   await queues.close();
   await pool.end();
-  await redis.quit();
 
   if (phases.has('copy')) {
     if (badShare > 0) throw new Error('\\copy needs a clean file: use --bad-share 0 with the copy phase');

@@ -5,7 +5,7 @@
  */
 import { parse } from 'csv-parse';
 import { Readable } from 'node:stream';
-import { CSV_OPTIONS } from '../core/csv.js';
+import { CSV_OPTIONS } from '../core/csv-dialect.js';
 import { RowBatch, TABLES } from '../core/tables.js';
 import { arg, fmt, rng } from './support.js';
 

@@ -97,6 +97,6 @@ export function timePsql(url: string, command: string): Promise<number> {
 
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
-export { rng } from '../core/sample.js';
+export { rng } from '../loads/sample.js';
 
 export { path };

@@ -29,7 +29,7 @@ const schema = z.object({
   HOST: z.string().default('0.0.0.0'),
   /** Unset: PostgreSQL runs embedded (PGlite) with its files under DATA_DIR/postgres. */
   DATABASE_URL: optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
-  /** Unset or empty: jobs run in-process (see core/local-queue.ts) instead of on BullMQ. */
+  /** Unset or empty: jobs run in-process (see jobs/local-queue.ts) instead of on BullMQ. */
   REDIS_URL: optionalUrl('REDIS_URL', ['redis:', 'rediss:']),
   DATA_DIR: z.string().min(1).default('./data'),
   QUEUE_PREFIX: z
@@ -95,6 +95,8 @@ const schema = z.object({
     .or(z.literal('').transform(() => undefined)),
   /** Backup sets to keep: after each backup the oldest beyond this many are deleted; 0 keeps all. */
   BACKUP_KEEP: z.coerce.number().int().min(0).default(7),
+  /** Longest `POST /backups?wait=true` or a restore waits for its job before answering 202 with the job id. */
+  BACKUP_WAIT_MS: z.coerce.number().int().min(1).max(3_600_000).default(600_000),
   /**
    * A restore changing at least this many rows (and a tenth of the table) rebuilds the table's
    * secondary indexes and foreign keys once instead of maintaining them row by row.

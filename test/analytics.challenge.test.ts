@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { TABLE_NAMES } from '../core/tables.js';
-import { startWarehouseWorker } from '../worker/warehouse.js';
+import { startWarehouseWorker } from '../warehouse/processor.js';
 import { CHALLENGE_ABOVE_MEAN_2021, ingestChallenge } from './support/http.js';
 import { createTestServices, type TestServices } from './support/services.js';
 

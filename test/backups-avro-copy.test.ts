@@ -2,11 +2,11 @@ import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import avro from 'avsc';
 import { expect, test } from 'vitest';
-import type { Reject } from '../core/apply.js';
-import { avroType, codecs, isoToMicros, parseWriterSchema } from '../core/backup/avro.js';
-import { AvroDeflateWriter } from '../core/backup/avro-writer.js';
-import { avroReading } from '../core/backup/read.js';
-import { AvroToCopy, ValidateToCopy } from '../core/backup/stage.js';
+import type { Reject } from '../pg/rejects.js';
+import { avroType, codecs, isoToMicros, parseWriterSchema } from '../backup/avro.js';
+import { AvroDeflateWriter } from '../backup/avro-writer.js';
+import { avroReading } from '../backup/read.js';
+import { AvroToCopy, ValidateToCopy } from '../backup/avro-to-copy.js';
 import { TABLES } from '../core/tables.js';
 
 /**

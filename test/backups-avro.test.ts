@@ -2,8 +2,8 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import avro from 'avsc';
 import { expect, test } from 'vitest';
-import { avroType, codecs, isoToMicros, microsToIso, parseWriterSchema } from '../core/backup/avro.js';
-import { AvroDeflateWriter } from '../core/backup/avro-writer.js';
+import { avroType, codecs, isoToMicros, microsToIso, parseWriterSchema } from '../backup/avro.js';
+import { AvroDeflateWriter } from '../backup/avro-writer.js';
 import { TABLES } from '../core/tables.js';
 
 /** The file format on its own, no database: many blocks, odd records, and the timestamp mapping. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { startBackupWorker } from '../worker/backups.js';
+import { startBackupWorker } from '../backup/processor.js';
 import { ingestChallenge } from './support/http.js';
 import { createTestServices, type TestServices } from './support/services.js';
 

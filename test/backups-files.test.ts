@@ -8,10 +8,10 @@ import { Readable } from 'node:stream';
 import avro from 'avsc';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { avroType } from '../core/backup/avro.js';
-import { listIds, newBackupId, prune, readManifest, setDir, type BackupEntry, type Manifest } from '../core/backup/store.js';
+import { avroType } from '../backup/avro.js';
+import { listIds, newBackupId, prune, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
 import { TABLES } from '../core/tables.js';
-import { startBackupWorker } from '../worker/backups.js';
+import { startBackupWorker } from '../backup/processor.js';
 import { createTestServices, EMBEDDED, type TestServices } from './support/services.js';
 
 /** Damaged, foreign and rule-breaking backup files, a crash half-way, and bad requests. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { listIds, readManifest } from '../core/backup/store.js';
-import { startBackupWorker } from '../worker/backups.js';
+import { listIds, readManifest } from '../backup/sets.js';
+import { startBackupWorker } from '../backup/processor.js';
 import { createTestServices, type TestServices } from './support/services.js';
 
 let s: TestServices;

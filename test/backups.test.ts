@@ -2,8 +2,8 @@ import { copyFile, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { listBackups, readManifest, setDir, type BackupEntry, type Manifest } from '../core/backup/store.js';
-import { startBackupWorker } from '../worker/backups.js';
+import { listBackups, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
+import { startBackupWorker } from '../backup/processor.js';
 import { createTestServices, type TestServices } from './support/services.js';
 
 let s: TestServices;

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { copyIn, isEmbeddedPostgres } from '../core/copy-in.js';
+import { copyIn, isEmbeddedPostgres } from '../pg/copy-in.js';
 import { createPool, type Pool } from '../core/db.js';
-import { EmbeddedPostgresLockedError, startEmbeddedPostgres, type EmbeddedPostgres } from '../core/embedded-pg.js';
+import { EmbeddedPostgresLockedError, startEmbeddedPostgres, type EmbeddedPostgres } from '../pg/embedded.js';
 import { TABLES } from '../core/tables.js';
 
 /** The embedded PostgreSQL itself: what `npm start` uses without DATABASE_URL. */

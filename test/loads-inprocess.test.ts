@@ -2,9 +2,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { generate } from '../core/sample.js';
-import type { Services } from '../core/context.js';
-import { createQueues } from '../core/queues.js';
+import { generate } from '../loads/sample.js';
+import type { Services } from '../jobs/index.js';
+import { createQueues } from '../jobs/index.js';
 import { startWorkers } from '../worker/index.js';
 import { createTestServices } from './support/services.js';
 
@@ -17,7 +17,7 @@ type Load = { id: string; status: string; rowsRead: number; attempts: number };
 
 test('a load left unfinished by a stopped process resumes when the next one starts', async () => {
   const t = await createTestServices({ LOAD_CHUNK_ROWS: '2000' }, { embedded: true });
-  const restarted: Services = { ...t, queues: createQueues(t.config, undefined) };
+  const restarted: Services = { ...t, queues: createQueues(t.config, t.log) };
   try {
     await generate({ rows: 60_000, out: path.join(t.config.dirs.landing, 'gen'), seed: 5 });
     const app = createApp(t);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { generate } from '../core/sample.js';
+import { generate } from '../loads/sample.js';
 import { startWorkers } from '../worker/index.js';
 import { createTestServices, EMBEDDED, type TestServices } from './support/services.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { TABLES } from '../core/tables.js';
-import { ChunkReader, type Chunk } from '../worker/load-reader.js';
+import { ChunkReader, type Chunk } from '../loads/reader.js';
 
 /** The reader alone: chunk boundaries, physical lines and resuming from a checkpoint. */
 let dir: string;

@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError } from 'bullmq';
 import { afterEach, describe, expect, test } from 'vitest';
-import { errorFromFailure, unrecoverable } from '../core/backup/jobs.js';
 import { loadConfig } from '../core/config.js';
 import { AppError } from '../core/errors.js';
-import type { LocalJob } from '../core/local-job.js';
-import { LocalQueue } from '../core/local-queue.js';
-import { createQueues, requestWarehouseRefresh, waitForJob, type JobQueue, type Queues } from '../core/queues.js';
+import type { LocalJob } from '../jobs/local-job.js';
+import { LocalQueue } from '../jobs/local-queue.js';
+import { createLogger } from '../core/log.js';
+import { createQueues, errorFromFailure, unrecoverable, waitForJob, type JobQueue, type Queues } from '../jobs/index.js';
+import { requestWarehouseRefresh } from '../warehouse/request.js';
 
 /**
  * The in-process queue is the queue when REDIS_URL is unset, so these run it for real: the
@@ -23,8 +24,10 @@ function queue(): LocalQueue {
   return q;
 }
 
-function localQueues(env: Record<string, string> = {}): Queues {
-  const queues = createQueues(loadConfig({ DATABASE_URL: 'postgres://unused/none', ...env }), undefined);
+const CONFIG = loadConfig({ DATABASE_URL: 'postgres://unused/none' });
+
+function localQueues(): Queues {
+  const queues = createQueues(CONFIG, createLogger('silent'));
   open.push(queues);
   return queues;
 }
@@ -51,12 +54,12 @@ async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promi
 
 describe('warehouse refresh requests', () => {
   test('coalesce into one waiting job; a request during the run gets the next one; immediate promotes', async () => {
-    const queues = localQueues({ WAREHOUSE_REFRESH_DEBOUNCE_MS: '200' });
+    const queues = localQueues();
     const release = gate();
     const runs: string[] = [];
     local(queues.warehouse).process(
       async (job: LocalJob<{ reason: string }>) => {
-        // What worker/warehouse.ts does first.
+        // What warehouse/processor.ts does first.
         await job.removeDeduplicationKey();
         runs.push(job.data.reason);
         await release.promise;
@@ -64,20 +67,20 @@ describe('warehouse refresh requests', () => {
       { concurrency: 1 },
     );
 
-    const ids = await Promise.all(Array.from({ length: 100 }, (_, i) => requestWarehouseRefresh(queues, `burst ${i}`)));
+    const ids = await Promise.all(Array.from({ length: 100 }, (_, i) => requestWarehouseRefresh({ config: { ...CONFIG, WAREHOUSE_REFRESH_DEBOUNCE_MS: 200 }, queues }, `burst ${i}`)));
     expect(new Set(ids).size).toBe(1);
     const first = (await queues.warehouse.getJob(ids[0]!))!;
     expect(await first.getState()).toBe('delayed'); // debouncing
 
     // A user asking joins the same job and makes it run now.
-    expect(await requestWarehouseRefresh(queues, 'api', { immediate: true })).toBe(ids[0]);
+    expect(await requestWarehouseRefresh({ config: { ...CONFIG, WAREHOUSE_REFRESH_DEBOUNCE_MS: 200 }, queues }, 'api', { immediate: true })).toBe(ids[0]);
     await until(async () => (await first.getState()) === 'active');
     expect(runs).toEqual(['burst 0']);
 
     // Running, it has let go of the deduplication id: the next request is a job of its own.
-    const second = await requestWarehouseRefresh(queues, 'while running');
+    const second = await requestWarehouseRefresh({ config: { ...CONFIG, WAREHOUSE_REFRESH_DEBOUNCE_MS: 200 }, queues }, 'while running');
     expect(second).not.toBe(ids[0]);
-    expect(await requestWarehouseRefresh(queues, 'joins the second')).toBe(second);
+    expect(await requestWarehouseRefresh({ config: { ...CONFIG, WAREHOUSE_REFRESH_DEBOUNCE_MS: 200 }, queues }, 'joins the second')).toBe(second);
 
     release.open();
     expect(await waitForJob(queues.warehouse, second, 5_000)).toMatchObject({ state: 'completed', timedOut: false });

@@ -8,7 +8,7 @@ import { createApp } from '../api/app.js';
 import { ConfigError, loadConfig, urlLabel } from '../core/config.js';
 import { createPool } from '../core/db.js';
 import { migrate } from '../core/migrate.js';
-import { createRedis } from '../core/redis.js';
+import { createQueues } from '../jobs/index.js';
 import { createTestServices, databaseUrl, EMBEDDED, freshDatabase, REDIS_URL, uniqueName, type TestServices } from './support/services.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -90,14 +90,13 @@ describe('health', () => {
   });
 
   test('503 naming Redis when it is down', async () => {
-    const deadRedis = createRedis('redis://127.0.0.1:1');
-    deadRedis.on('error', () => {});
+    const deadRedis = createQueues({ ...s.config, REDIS_URL: 'redis://127.0.0.1:1' }, s.log);
     try {
-      const res = await createApp({ ...s, redis: deadRedis }).request('/health');
+      const res = await createApp({ ...s, queues: deadRedis }).request('/health');
       expect(res.status).toBe(503);
       expect(await res.json()).toMatchObject({ status: 'degraded', down: ['redis'], postgres: { status: 'ok' } });
     } finally {
-      deadRedis.disconnect();
+      await deadRedis.close();
     }
   });
 

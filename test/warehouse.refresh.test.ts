@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { requestWarehouseRefresh } from '../core/queues.js';
+import { requestWarehouseRefresh } from '../warehouse/request.js';
 import { layoutOf } from '../warehouse/layout.js';
 import { WarehouseReader } from '../warehouse/reader.js';
-import { startWarehouseWorker } from '../worker/warehouse.js';
+import { startWarehouseWorker } from '../warehouse/processor.js';
 import { duckHires, pgHires, seed } from './support/warehouse.js';
 import { createTestServices, type TestServices } from './support/services.js';
 
@@ -45,7 +45,7 @@ test('POST /warehouse/refresh?wait=true answers when the refresh is done; withou
 
 test('100 simultaneous requests join one waiting job', async () => {
   await s.pool.query(`INSERT INTO hired_employees VALUES (4999, 'Simultaneous', '2021-01-01T00:00:00Z', 1, 1)`);
-  const ids = await Promise.all(Array.from({ length: 100 }, () => requestWarehouseRefresh(s.queues, 'simultaneous')));
+  const ids = await Promise.all(Array.from({ length: 100 }, () => requestWarehouseRefresh(s, 'simultaneous')));
   expect(new Set(ids).size).toBe(1);
   await idle();
   expect((await duckHires(reader)).map((h) => h.id)).toContain(4999);
@@ -55,7 +55,7 @@ test('a burst of 100 requests, with changes during the refreshes, causes a few n
   const before = (await s.queues.warehouse.getCompleted()).length;
   for (let i = 0; i < 100; i++) {
     await s.pool.query(`INSERT INTO hired_employees VALUES ($1, 'Burst', '2021-01-01T00:00:00Z', 1, 1)`, [5000 + i]);
-    await requestWarehouseRefresh(s.queues, 'test burst');
+    await requestWarehouseRefresh(s, 'test burst');
     // Spread over ~1 s so that some requests land while a refresh is running.
     if (i % 10 === 9) await new Promise((r) => setTimeout(r, 100));
   }
@@ -74,14 +74,14 @@ test('a burst of 100 requests, with changes during the refreshes, causes a few n
 
 test('a request that arrives while a refresh is running gets a refresh of its own', async () => {
   await s.pool.query(`INSERT INTO hired_employees VALUES (7000, 'During', '2021-01-01T00:00:00Z', 1, 1)`);
-  const first = await requestWarehouseRefresh(s.queues, 'first', { immediate: true });
+  const first = await requestWarehouseRefresh(s, 'first', { immediate: true });
   for (;;) {
     const job = await s.queues.warehouse.getJob(first);
     if (job && (await job.getState()) !== 'waiting' && (await job.getState()) !== 'delayed') break;
     await new Promise((r) => setTimeout(r, 5));
   }
   await s.pool.query(`INSERT INTO hired_employees VALUES (7001, 'While running', '2021-01-01T00:00:00Z', 1, 1)`);
-  await requestWarehouseRefresh(s.queues, 'second');
+  await requestWarehouseRefresh(s, 'second');
   await idle();
   expect((await duckHires(reader)).map((h) => h.id)).toContain(7001);
 });

@@ -1,17 +1,17 @@
-import type { Services } from '../core/context.js';
-import { startLoadWorker } from './loads.js';
-import { startWarehouseWorker } from './warehouse.js';
-import { startBackupWorker } from './backups.js';
+/**
+ * worker/ — process wiring only: which processors run in this process, and how they stop.
+ * Each processor lives with its feature. May import: jobs/ and the features' surfaces.
+ */
+import { startBackupWorker } from '../backup/index.js';
+import type { Services } from '../jobs/index.js';
+import { startLoadWorker } from '../loads/index.js';
+import { startWarehouseWorker } from '../warehouse/index.js';
 
 export interface Workers {
   close(): Promise<void>;
 }
 
-/**
- * Starts the workers of this process, BullMQ or in-process as the queues are (core/queues.ts).
- * Each job kind has its own processor module under worker/; this is where they are wired to
- * their queues.
- */
+/** Starts the processors of every queue in this process; `close()` lets running jobs finish first. */
 export async function startWorkers(services: Services): Promise<Workers> {
   const closers: (() => Promise<void>)[] = [];
   closers.push(await startLoadWorker(services));

@@ -1,10 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { Services } from '../../core/context.js';
-import { departmentsAboveMean, hiresByQuarter } from '../../warehouse/analytics.js';
-import { layoutOf } from '../../warehouse/layout.js';
-import { sharedReader, type WarehouseInfo } from '../../warehouse/reader.js';
-import { toCsv, wantsCsv } from '../csv.js';
+import type { Services } from '../../jobs/index.js';
+import { departmentsAboveMean, hiresByQuarter, layoutOf, sharedReader, type WarehouseInfo } from '../../warehouse/index.js';
+import { toCsv, wantsCsv } from '../csv-answer.js';
 import { ErrorSchema } from '../schemas.js';
 
 const Query = z.object({

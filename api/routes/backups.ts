@@ -1,25 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import {
-  BACKUP_JOB,
-  BACKUP_JOB_OPTS,
-  errorFromFailure,
-  RESTORE_JOB,
-  RESTORE_JOB_OPTS,
-  type BackupJobData,
-  type RestoreJobData,
-} from '../../core/backup/jobs.js';
-import { verifyBackup } from '../../core/backup/read.js';
-import type { RestoreResult } from '../../core/backup/restore.js';
-import { isBackupId, listBackups, readManifest, type BackupEntry } from '../../core/backup/store.js';
-import type { Services } from '../../core/context.js';
-import { AppError, NotFoundError } from '../../core/errors.js';
-import { waitForJob, type JobOptions } from '../../core/queues.js';
+import { listBackups, readManifest, requestBackup, requestRestore, verifyBackup } from '../../backup/index.js';
+import type { Services } from '../../jobs/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { ErrorSchema } from '../schemas.js';
-import { tableFrom } from '../tables.js';
-
-/** How long `?wait=true` and a restore wait for their job before answering 202 with its id. */
-const WAIT_MS = 10 * 60_000;
+import { tableFrom } from '../params.js';
 
 const BackupEntrySchema = z
   .object({
@@ -176,9 +160,7 @@ export function registerBackups(app: OpenAPIHono, services: Services): void {
 
   app.openapi(createBackupRoute, async (c) => {
     const body = c.req.valid('json') as { tables?: (typeof TABLE_NAMES)[number][] } | undefined;
-    const data: BackupJobData = { tables: [...new Set(body?.tables ?? TABLE_NAMES)], reason: 'api' };
-    const waitFor = isTrue(c.req.valid('query').wait);
-    const outcome = await runJob<BackupEntry[]>(services, BACKUP_JOB, data, BACKUP_JOB_OPTS, waitFor);
+    const outcome = await requestBackup(services, body?.tables ?? TABLE_NAMES, isTrue(c.req.valid('query').wait));
     if (outcome.done) return c.json(outcome.value, 200);
     return c.json({ jobId: outcome.jobId, status: outcome.status }, 202);
   });
@@ -195,11 +177,7 @@ export function registerBackups(app: OpenAPIHono, services: Services): void {
   app.openapi(restoreRoute, async (c) => {
     const table = tableFrom(c.req.valid('param').table);
     const body = (c.req.valid('json') ?? {}) as { backup?: string; mode?: 'replace' | 'merge' };
-    if (body.backup !== undefined && !isBackupId(body.backup)) {
-      throw new NotFoundError(`unknown backup "${body.backup}"`, { backup: body.backup });
-    }
-    const data: RestoreJobData = { table: table.name, mode: body.mode ?? 'replace', ...(body.backup ? { backup: body.backup } : {}) };
-    const outcome = await runJob<RestoreResult>(services, RESTORE_JOB, data, RESTORE_JOB_OPTS, true);
+    const outcome = await requestRestore(services, { table: table.name, mode: body.mode ?? 'replace', ...(body.backup ? { backup: body.backup } : {}) });
     if (outcome.done) return c.json(outcome.value, 200);
     return c.json({ jobId: outcome.jobId, status: outcome.status }, 202);
   });
@@ -207,24 +185,4 @@ export function registerBackups(app: OpenAPIHono, services: Services): void {
 
 function isTrue(v: string | undefined): boolean {
   return v === 'true' || v === '1';
-}
-
-type Outcome<T> = { done: true; value: T } | { done: false; jobId: string; status: 'queued' | 'running' };
-
-/**
- * Adds a job to the backups queue and, when asked, waits for it. A job that failed on bad input
- * comes back as the AppError it threw in the worker (404/409/422); anything else is a 500 that
- * names the job, whose failure is in the worker's log.
- */
-async function runJob<T>(services: Services, name: string, data: object, opts: JobOptions, waitFor: boolean): Promise<Outcome<T>> {
-  const { queues } = services;
-  const jobId = (await queues.backups.add(name, data, opts)).id!;
-  if (!waitFor) return { done: false, jobId, status: 'queued' };
-  const outcome = await waitForJob(queues.backups, jobId, WAIT_MS);
-  if (outcome.state === 'completed') return { done: true, value: outcome.result as T };
-  if (outcome.state !== 'failed') return { done: false, jobId, status: outcome.state === 'active' ? 'running' : 'queued' };
-  const appError = errorFromFailure(outcome.error);
-  if (appError) throw appError;
-  services.log.error({ job: jobId, name, reason: outcome.error }, 'backup job failed');
-  throw new AppError(500, 'job_failed', `${name} job ${jobId} failed; the worker log has the details`, { jobId });
 }

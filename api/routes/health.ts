@@ -1,5 +1,5 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { Services } from '../../core/context.js';
+import type { Services } from '../../jobs/index.js';
 
 const Dependency = z.object({
   status: z.enum(['ok', 'down']),
@@ -46,15 +46,11 @@ async function probe(fn: () => Promise<unknown>, timeoutMs = 2_000): Promise<z.i
   }
 }
 
-/** Without REDIS_URL there is no Redis to be down: the jobs run in this process. */
-const IN_PROCESS_JOBS: z.infer<typeof Dependency> = { status: 'ok', embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
-
-export function registerHealth(app: OpenAPIHono, { config, pool, redis }: Services): void {
+export function registerHealth(app: OpenAPIHono, { config, pool, queues }: Services): void {
   app.openapi(route, async (c) => {
-    const [pgState, redisState] = await Promise.all([
-      probe(() => pool.query('SELECT 1')),
-      redis ? probe(() => redis.ping()) : IN_PROCESS_JOBS,
-    ]);
+    const [pgState, queueState] = await Promise.all([probe(() => pool.query('SELECT 1')), probe(() => queues.ping())]);
+    // Without REDIS_URL there is no Redis to be down: the jobs run in this process.
+    const redisState = queues.durable ? queueState : { ...queueState, embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
     // Without DATABASE_URL the database is PGlite inside this process: say so, and where it lives.
     const postgres = config.DATABASE_URL
       ? pgState

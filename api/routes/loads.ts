@@ -1,16 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { Services } from '../../core/context.js';
-import { BadRequestError, NotFoundError, UnavailableError, UnsupportedMediaTypeError } from '../../core/errors.js';
-import { resolveLandingFile } from '../../core/landing.js';
-import { enqueueLoads } from '../../core/load-jobs.js';
-import { failLoad, getLoad, getLoads, inRequestOrder, insertLoads, isTerminal, listLoads, toView, type LoadRow } from '../../core/loads.js';
+import type { Services } from '../../jobs/index.js';
+import { BadRequestError, NotFoundError, UnsupportedMediaTypeError } from '../../core/errors.js';
+import { getLoad, landCsvBody, landMultipart, listLoads, rejectsOf, resolveLandingFile, startLoads, toView, type Landed } from '../../loads/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { mediaType, parseJson, readText } from '../body.js';
 import { ErrorSchema, FieldIssueSchema } from '../schemas.js';
-import { tableFrom } from '../tables.js';
-import { landCsvBody, landMultipart, type Landed } from '../uploads.js';
+import { tableFrom } from '../params.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
 
@@ -146,19 +142,8 @@ export function registerLoads(app: OpenAPIHono, services: Services): void {
       throw new UnsupportedMediaTypeError(type, ACCEPTED);
     }
 
-    let loads = await insertLoads(pool, inRequestOrder(landed));
-    try {
-      await enqueueLoads(services, loads);
-    } catch (err) {
-      const message = `could not queue the load: ${(err as Error).message}`;
-      await Promise.all(loads.map((l) => failLoad(pool, l.id, message)));
-      throw new UnavailableError(`${message}; try again when the queue (Redis) is back`);
-    }
-    let status: 200 | 202 = 202;
-    if (wait) {
-      loads = await waitFor(services, loads.map((l) => l.id), config.LOAD_WAIT_MS);
-      if (loads.every((l) => isTerminal(l.status))) status = 200;
-    }
+    const { loads, finished } = await startLoads(services, landed, wait);
+    const status = finished ? 200 : 202;
     const views = loads.map(toView);
     return c.json(several ? { loads: views } : views[0]!, status);
   });
@@ -190,33 +175,15 @@ export function registerLoads(app: OpenAPIHono, services: Services): void {
   app.get('/loads/:id/rejects', async (c) => {
     const load = await getLoad(pool, c.req.param('id'));
     if (!load) throw new NotFoundError(`no load ${c.req.param('id')}`);
-    // Page through by line number so memory stays flat for millions of rejects.
-    let after = 0;
     const enc = new TextEncoder();
+    const pages = rejectsOf(pool, load.id)[Symbol.asyncIterator]();
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        const { rows } = await pool.query<{ position: number; raw: string; errors: unknown }>(
-          `SELECT position, raw, errors FROM rejects WHERE source = 'load' AND source_id = $1 AND position > $2
-            ORDER BY position LIMIT 5000`,
-          [load.id, after],
-        );
-        if (rows.length === 0) return controller.close();
-        after = rows[rows.length - 1]!.position;
-        controller.enqueue(enc.encode(rows.map((r) => JSON.stringify({ line: r.position, raw: r.raw, errors: r.errors })).join('\n') + '\n'));
+        const next = await pages.next();
+        if (next.done) return controller.close();
+        controller.enqueue(enc.encode(next.value));
       },
     });
     return new Response(body, { headers: { 'content-type': 'application/x-ndjson; charset=utf-8' } });
   });
-}
-
-/** Polls the loads until all have finished or `ms` passed; the database is the source of truth. */
-async function waitFor(services: Services, ids: string[], ms: number): Promise<LoadRow[]> {
-  const deadline = Date.now() + ms;
-  let delay = 50;
-  for (;;) {
-    const rows = await getLoads(services.pool, ids);
-    if (rows.every((r) => isTerminal(r.status)) || Date.now() >= deadline) return rows;
-    await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
-    delay = Math.min(delay * 2, 500);
-  }
 }

@@ -1,11 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { Services } from '../../core/context.js';
+import type { Services } from '../../jobs/index.js';
 import { AppError } from '../../core/errors.js';
-import { requestWarehouseRefresh, waitForJob } from '../../core/queues.js';
-import { tableCounts } from '../../warehouse/analytics.js';
-import { lastBatch, readLedger } from '../../warehouse/ledger.js';
-import { layoutOf } from '../../warehouse/layout.js';
-import { sharedReader, WarehouseNotReadyError } from '../../warehouse/reader.js';
+import { waitForJob } from '../../jobs/index.js';
+import { requestWarehouseRefresh, warehouseStatus } from '../../warehouse/index.js';
 import { ErrorSchema } from '../schemas.js';
 
 const StatusSchema = z
@@ -58,37 +55,12 @@ const refreshRoute = createRoute({
 });
 
 export function registerWarehouse(app: OpenAPIHono, services: Services): void {
-  const { config, pool, queues } = services;
-  const layout = layoutOf(config.dirs.warehouse);
-  const reader = sharedReader(layout.duckdb);
+  const { config, queues } = services;
 
-  app.openapi(statusRoute, async (c) => {
-    const [ledger, pending] = await Promise.all([
-      readLedger(pool),
-      pool.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM warehouse_changes) AS any'),
-    ]);
-    const common = { path: layout.duckdb, parquetManifest: layout.manifest };
-    try {
-      return c.json(
-        await reader.use(async (conn, info) => ({
-          status: 'ready' as const,
-          refreshedAt: info.refreshedAt,
-          version: info.version,
-          build: info.build,
-          upToDate: !pending.rows[0]!.any && info.version >= lastBatch(ledger),
-          ...common,
-          tables: await tableCounts(conn),
-        })),
-        200,
-      );
-    } catch (err) {
-      if (!(err instanceof WarehouseNotReadyError)) throw err;
-      return c.json({ status: 'not_built' as const, refreshedAt: null, version: null, build: null, upToDate: false, ...common, tables: {} }, 200);
-    }
-  });
+  app.openapi(statusRoute, async (c) => c.json(await warehouseStatus(services), 200));
 
   app.openapi(refreshRoute, async (c) => {
-    const jobId = await requestWarehouseRefresh(queues, 'api', { immediate: true });
+    const jobId = await requestWarehouseRefresh(services, 'api', { immediate: true });
     if (c.req.valid('query').wait !== 'true') return c.json({ jobId }, 202);
     const done = await waitForJob(queues.warehouse, jobId, config.WAREHOUSE_REFRESH_WAIT_MS);
     if (done.timedOut) return c.json({ jobId, status: 'running' }, 202);

@@ -3,9 +3,9 @@
  * written it says "READY" and waits to be killed (SIGKILL), as a crash would stop it.
  * Settings come from the environment, like the real worker's.
  */
-import { createBackup } from '../../core/backup/create.js';
+import { createBackup } from '../../backup/create.js';
 import { loadConfig, serverDatabaseUrl } from '../../core/config.js';
-import type { Services } from '../../core/context.js';
+import type { Services } from '../../jobs/index.js';
 import { createPool } from '../../core/db.js';
 import { createLogger } from '../../core/log.js';
 

@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { loadConfig, type Config } from '../../core/config.js';
-import type { Services } from '../../core/context.js';
+import type { Services } from '../../jobs/index.js';
 import { createPool } from '../../core/db.js';
-import { startEmbeddedPostgres } from '../../core/embedded-pg.js';
+import { startEmbeddedPostgres } from '../../pg/embedded.js';
 import { createLogger } from '../../core/log.js';
 import { migrate } from '../../core/migrate.js';
-import { createQueues } from '../../core/queues.js';
-import { createRedis } from '../../core/redis.js';
+import { createQueues } from '../../jobs/index.js';
+import { createRedis } from '../../jobs/redis.js';
 
 /** The local servers the suites talk to; override with TEST_PG_URL / TEST_REDIS_URL. */
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -39,7 +39,7 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
 
 /**
  * HR_TEST_EMBEDDED=1 runs the suites against the embedded stand-ins `npm start` uses without
- * DATABASE_URL and REDIS_URL: PostgreSQL in PGlite, jobs in-process (core/local-queue.ts).
+ * DATABASE_URL and REDIS_URL: PostgreSQL in PGlite, jobs in-process (jobs/local-queue.ts).
  * vitest.config.ts runs the API-level suites both ways.
  */
 export const EMBEDDED = process.env.HR_TEST_EMBEDDED === '1';
@@ -87,19 +87,18 @@ export async function createTestServices(
   });
   const pool = createPool(db.url, 5);
   await migrate(pool);
-  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL) : undefined;
   const log = createLogger(config.LOG_LEVEL);
-  const queues = createQueues(config, redis);
+  const queues = createQueues(config, log);
   return {
     config,
     pool,
-    redis,
     log,
     queues,
     async cleanup() {
       await queues.close();
       await pool.end().catch(() => {});
-      if (redis) {
+      if (config.REDIS_URL) {
+        const redis = createRedis(config.REDIS_URL);
         const keys = await redis.keys(`${queuePrefix}:*`);
         if (keys.length > 0) await redis.del(...keys);
         await redis.quit().catch(() => {});

@@ -1,0 +1,461 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import avro from 'avsc';
+import { HEADER, MAGIC } from './avro-writer.js';
+import pg from 'pg';
+import type { Reject } from '../pg/index.js';
+import { RowBatch, type TableDef } from '../core/tables.js';
+import { microsToIso, type Micros } from './avro.js';
+
+/**
+ * The staging side of a restore: records decoded from a backup go through the data rules
+ * (`RowBatch`, like every other write) and the valid ones leave as binary COPY rows for a
+ * temporary staging table, with their 0-based position in the file. Rule breakers are handed to
+ * `onReject` instead.
+ */
+
+const q = pg.escapeIdentifier;
+
+export const STAGE = 'restore_stage';
+
+export function createStageSql(table: TableDef): string {
+  const cols = table.columns.map((c) => `${q(c.name)} ${c.pgType} NOT NULL`).join(', ');
+  return `CREATE TEMP TABLE ${STAGE} (${cols}, pos bigint NOT NULL) ON COMMIT DROP`;
+}
+
+const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+/** Microseconds from 1970-01-01 (Avro) to 2000-01-01 (PostgreSQL). */
+const PG_EPOCH_US = 946_684_800_000_000;
+const CHUNK = 256 * 1024;
+const TWO_32 = 2 ** 32;
+
+/** A safe integer as a big-endian int64, without a BigInt per value. */
+function writeInt64(buf: Buffer, v: number, o: number): number {
+  const hi = Math.floor(v / TWO_32);
+  o = buf.writeInt32BE(hi, o);
+  return buf.writeUInt32BE(v - hi * TWO_32, o);
+}
+
+/** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in Unix microseconds: the years `microsToIso` writes in 4 digits. */
+const MIN_VALID_US = -62_135_596_800_000_000n;
+const END_VALID_US = 253_402_300_800_000_000n;
+const INT_MAX = 2147483647;
+
+/**
+ * Records arrive with timestamps as raw microseconds (see `readBackupFile`'s `rawTimestamps`).
+ * Every row is held to the data rules (`RowBatch`), and a passing row is written in binary COPY
+ * format with the original microseconds, so PostgreSQL parses no text at all.
+ *
+ * Most rows take a shortcut that reaches the verdict `RowBatch` would, without building strings
+ * or arrays: an Avro int in 1..2147483647 passes `checkInt` unchanged; a string with no NUL whose
+ * first and last characters are printable ASCII (not space) passes `checkText` unchanged (trim is
+ * a no-op); microseconds in years 1..9999 give an ISO string `checkDatetime` accepts as is. Any
+ * row outside those cases goes through `RowBatch.addObject` exactly as before, which decides and
+ * words the rejection (or normalizes, e.g. trims, the values that are written).
+ */
+export class ValidateToCopy extends Transform {
+  protected readonly batch: RowBatch;
+  protected readonly kinds: ('int' | 'text' | 'micros')[];
+  protected readonly names: string[];
+  protected readonly withPosition: boolean;
+  private readonly texts: string[];
+  protected buf = Buffer.allocUnsafe(CHUNK);
+  protected o = 0;
+  protected position = 0;
+  protected lastId = 0;
+  /** True while ids arrive strictly increasing, as every backup this service writes has them. */
+  ascending = true;
+  valid = 0;
+  rejected = 0;
+
+  /** `withPosition`: add each row's 0-based position in the file as a last column (the staging table's `pos`). */
+  constructor(
+    table: TableDef,
+    private readonly onReject: (r: Reject) => void,
+    opts: { withPosition?: boolean; avroBytes?: boolean } = {},
+  ) {
+    super(opts.avroBytes ? {} : { writableObjectMode: true, writableHighWaterMark: 4096 });
+    this.batch = new RowBatch(table);
+    this.names = table.columns.map((c) => c.name);
+    this.kinds = table.columns.map((c) => (c.pgType === 'text' ? 'text' : c.pgType === 'timestamptz' ? 'micros' : 'int'));
+    this.withPosition = opts.withPosition ?? true;
+    this.texts = new Array(table.columns.length);
+    const header = Buffer.alloc(19);
+    SIGNATURE.copy(header, 0); // flags and header extension length: zero
+    this.o = header.copy(this.buf, 0);
+  }
+
+  /** Records read so far (valid or not). */
+  get records(): number {
+    return this.position;
+  }
+
+  override _transform(rec: Record<string, unknown>, _enc: BufferEncoding, cb: TransformCallback): void {
+    const pos = this.position++;
+    if (this.fits(rec)) this.writeRow(rec, pos);
+    else this.slow(rec, pos);
+    if (this.o >= CHUNK - 4096) this.pushChunk();
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.ensure(2);
+    this.o = this.buf.writeInt16BE(-1, this.o);
+    this.pushChunk();
+    cb();
+  }
+
+  /** True when every value of `rec` passes its rule unchanged (see the class comment). */
+  private fits(rec: Record<string, unknown>): boolean {
+    const kinds = this.kinds;
+    for (let c = 0; c < kinds.length; c++) {
+      const v = rec[this.names[c]!];
+      const kind = kinds[c];
+      if (kind === 'int') {
+        if (typeof v !== 'number' || !(v >= 1 && v <= INT_MAX) || !Number.isInteger(v)) return false;
+      } else if (kind === 'text') {
+        if (typeof v !== 'string' || v.length === 0) return false;
+        const a = v.charCodeAt(0);
+        const z = v.charCodeAt(v.length - 1);
+        if (a <= 32 || a >= 127 || z <= 32 || z >= 127 || v.indexOf('\u0000') !== -1) return false;
+      } else if (typeof v === 'bigint') {
+        if (v < MIN_VALID_US || v >= END_VALID_US) return false;
+      } else if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+        // Safe integers (about years 1684..2255) are always in range.
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** The rules' own verdict and wording, through `RowBatch`, for a row the shortcut cannot vouch for. */
+  protected slow(rec: Record<string, unknown>, pos: number): void {
+    const kinds = this.kinds;
+    const micros: unknown[] = [];
+    for (let c = 0; c < kinds.length; c++) {
+      if (kinds[c] !== 'micros') continue;
+      const v = rec[this.names[c]!];
+      micros[c] = v;
+      if (typeof v === 'number' || typeof v === 'bigint') rec[this.names[c]!] = microsToIso(v);
+    }
+    const issues = this.batch.addObject(rec, pos);
+    if (issues) {
+      this.rejected++;
+      this.onReject({ position: pos, raw: JSON.stringify(rec), errors: issues });
+      return;
+    }
+    // Passed once normalized (trimmed text): write the normalized values and the original microseconds.
+    const row: Record<string, unknown> = {};
+    for (let c = 0; c < kinds.length; c++) row[this.names[c]!] = kinds[c] === 'micros' ? micros[c] : this.batch.columns[c]![0];
+    this.batch.clear();
+    this.writeRow(row, pos);
+  }
+
+  protected ensure(need: number): void {
+    if (this.o + need <= this.buf.length) return;
+    this.pushChunk();
+    if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
+  }
+
+  protected pushChunk(): void {
+    if (this.o === 0) return;
+    this.push(this.buf.subarray(0, this.o));
+    this.buf = Buffer.allocUnsafe(CHUNK);
+    this.o = 0;
+  }
+
+  /** Appends one valid row (timestamps as microseconds) as a binary COPY tuple. */
+  protected writeRow(row: Record<string, unknown>, pos: number): void {
+    const kinds = this.kinds;
+    const ncol = kinds.length;
+    let need = 2 + (this.withPosition ? 12 : 0);
+    for (let c = 0; c < ncol; c++) {
+      if (kinds[c] === 'text') {
+        const s = row[this.names[c]!] as string;
+        this.texts[c] = s;
+        need += 4 + 3 * s.length; // UTF-8 takes at most 3 bytes per UTF-16 unit
+      } else need += 12;
+    }
+    this.ensure(need);
+    const buf = this.buf;
+    let o = buf.writeInt16BE(this.withPosition ? ncol + 1 : ncol, this.o);
+    for (let c = 0; c < ncol; c++) {
+      const kind = kinds[c];
+      if (kind === 'int') {
+        o = buf.writeInt32BE(4, o);
+        o = buf.writeInt32BE(row[this.names[c]!] as number, o);
+      } else if (kind === 'text') {
+        const len = buf.write(this.texts[c]!, o + 4, 'utf8');
+        buf.writeInt32BE(len, o);
+        o += 4 + len;
+      } else {
+        o = buf.writeInt32BE(8, o);
+        const us = row[this.names[c]!] as Micros;
+        o = typeof us === 'bigint' ? buf.writeBigInt64BE(us - BigInt(PG_EPOCH_US), o) : writeInt64(buf, us - PG_EPOCH_US, o);
+      }
+    }
+    if (this.withPosition) {
+      o = buf.writeInt32BE(8, o);
+      o = writeInt64(buf, pos, o);
+    }
+    this.o = o;
+    this.valid++;
+    const id = row[this.names[0]!] as number;
+    if (id <= this.lastId) this.ascending = false;
+    this.lastId = id;
+  }
+}
+
+/** Marks a varint the shortcut does not take (see `AvroToCopy#readLongOrSlow`). */
+const SLOW = NaN;
+
+interface Block {
+  count: number;
+  data: Promise<Buffer>;
+}
+
+/**
+ * `ValidateToCopy` fed with the bytes of an Avro object container file instead of decoded
+ * records: it reads the header (magic, codec, the writer schema, which must be `table`'s: the same
+ * `parseHook` check as `readBackupFile`'s), then each block (sync marker, decompression) and its
+ * records, and turns them into binary COPY rows without a JS object or string per row.
+ *
+ * A record is read straight from the block bytes when every value takes the shortcut of
+ * `ValidateToCopy` (an int in 1..2147483647; a string of printable ASCII with no NUL whose first
+ * and last bytes are not space, copied as bytes, since such bytes are their own UTF-8; a
+ * timestamp whose microseconds are a safe integer, about years 1684..2255). Any other record is
+ * decoded by avsc with the writer type, exactly like `BlockDecoder` does, and goes the object way
+ * (`RowBatch`, rejects). Problems with the file itself are kept in `problem`, in avsc's words,
+ * and fail the stream; like `BlockDecoder`, bytes after the last whole block are left unread (the
+ * record count against the manifest tells).
+ */
+export class AvroToCopy extends ValidateToCopy {
+  /** Why the file could not be read, when it could not. */
+  problem: string | undefined;
+  private pending: Buffer = Buffer.alloc(0);
+  private type: avro.Type | undefined;
+  private sync: Buffer | undefined;
+  private decompress: ((buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => void) | undefined;
+  private codec = 'null';
+  private readonly vals: Float64Array;
+  private readonly ends: Int32Array;
+  /** Read position in the current buffer; the varint readers move it. */
+  private p = 0;
+
+  constructor(
+    table: TableDef,
+    onReject: (r: Reject) => void,
+    private readonly opts: {
+      withPosition?: boolean;
+      codecs: Record<string, (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => void>;
+      parseHook: (schema: avro.Schema) => avro.Type;
+    },
+  ) {
+    super(table, onReject, { withPosition: opts.withPosition, avroBytes: true });
+    this.vals = new Float64Array(table.columns.length);
+    this.ends = new Int32Array(table.columns.length);
+  }
+
+  private fail(message: string, cb: TransformCallback): void {
+    this.problem ??= message;
+    cb(new Error(message));
+  }
+
+  override _transform(chunk: unknown, _enc: BufferEncoding, cb: TransformCallback): void {
+    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk as Buffer]) : (chunk as Buffer);
+    let pos = 0;
+    if (this.type === undefined) {
+      if (buf.length < MAGIC.length) {
+        this.pending = buf;
+        return cb();
+      }
+      if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return this.fail('invalid magic bytes', cb);
+      let header: { value: { meta: Record<string, Buffer>; sync: Buffer }; offset: number };
+      try {
+        header = HEADER.decode(buf, 0) as typeof header;
+      } catch (err) {
+        return this.fail((err as Error).message, cb);
+      }
+      const { value, offset } = header;
+      if (offset < 0) {
+        this.pending = buf;
+        return cb();
+      }
+      this.codec = (value.meta['avro.codec'] ?? 'null').toString();
+      this.decompress = this.opts.codecs[this.codec];
+      if (!this.decompress) return this.fail(`unknown codec: ${this.codec}`, cb);
+      try {
+        this.type = this.opts.parseHook(JSON.parse(value.meta['avro.schema']!.toString()) as avro.Schema);
+      } catch (err) {
+        return this.fail((err as Error).message, cb);
+      }
+      this.sync = value.sync;
+      pos = offset;
+    }
+    const blocks: Block[] = [];
+    for (;;) {
+      this.p = pos;
+      const count = this.readLongOrSlow(buf, buf.length);
+      if (Number.isNaN(count)) break;
+      const size = this.readLongOrSlow(buf, buf.length);
+      if (Number.isNaN(size)) break;
+      const start = this.p;
+      if (start + size + 16 > buf.length) break;
+      if (!buf.subarray(start + size, start + size + 16).equals(this.sync!)) return this.fail('invalid sync marker', cb);
+      const raw = buf.subarray(start, start + size);
+      const data = new Promise<Buffer>((resolve, reject) =>
+        this.decompress!(raw, (err, out) => (err ? reject(err) : resolve(out!))),
+      );
+      data.catch(() => {}); // awaited below, in order
+      blocks.push({ count, data });
+      pos = start + size + 16;
+    }
+    // Keep what is left of this chunk for the next one: a copy, so the chunk itself can go.
+    this.pending = pos < buf.length ? Buffer.from(buf.subarray(pos)) : Buffer.alloc(0);
+    buf = Buffer.alloc(0);
+    if (blocks.length === 0) return cb();
+    void this.decodeBlocks(blocks).then(
+      () => cb(),
+      (err: Error) => this.fail(err.message, cb),
+    );
+  }
+
+  private async decodeBlocks(blocks: Block[]): Promise<void> {
+    for (const block of blocks) {
+      let data: Buffer;
+      try {
+        data = await block.data;
+      } catch {
+        throw new Error(`${this.codec} codec decompression error`);
+      }
+      let p = 0;
+      for (let i = 0; i < block.count; i++) {
+        p = this.row(data, p);
+        if (this.o >= CHUNK - 4096) this.pushChunk();
+      }
+    }
+  }
+
+  /**
+   * Reads the zig-zag varint at `this.p` (not past `end`) as a number when its raw value is a safe
+   * integer; SLOW when it is not, or runs past `end` (the caller then lets avsc decide).
+   */
+  private readLongOrSlow(buf: Buffer, end: number): number {
+    let p = this.p;
+    let raw = 0;
+    let mul = 1;
+    for (let i = 0; ; i++) {
+      if (p >= end || i === 8) return SLOW;
+      const b = buf[p++]!;
+      raw += (b & 0x7f) * mul;
+      mul *= 128;
+      if (b < 0x80) break;
+    }
+    if (raw > Number.MAX_SAFE_INTEGER) return SLOW;
+    this.p = p;
+    return raw % 2 === 0 ? raw / 2 : -(raw + 1) / 2;
+  }
+
+  /** Reads the record at `start` of a block, validates it and writes it; returns where the next starts. */
+  private row(data: Buffer, start: number): number {
+    const kinds = this.kinds;
+    const n = kinds.length;
+    const end = data.length;
+    const vals = this.vals;
+    const ends = this.ends;
+    this.p = start;
+    let fast = true;
+    let need = 2 + (this.withPosition ? 12 : 0);
+    for (let c = 0; c < n && fast; c++) {
+      const v = this.readLongOrSlow(data, end);
+      if (kinds[c] === 'int') {
+        // The varint's value is what avsc's int gives when it fits; a value outside 1..INT_MAX goes the slow way.
+        if (!(v >= 1 && v <= INT_MAX)) fast = false;
+        vals[c] = v;
+        need += 8;
+      } else if (kinds[c] === 'micros') {
+        if (Number.isNaN(v)) fast = false;
+        vals[c] = v;
+        need += 12;
+      } else {
+        // A string: its byte length, then the bytes.
+        if (!(v >= 1) || this.p + v > end) {
+          fast = false;
+          break;
+        }
+        const s = this.p;
+        const e = s + v;
+        const first = data[s]!;
+        const last = data[e - 1]!;
+        if (first <= 32 || first >= 127 || last <= 32 || last >= 127) fast = false;
+        else {
+          for (let i = s + 1; i < e - 1; i++) {
+            const b = data[i]!;
+            if (b === 0 || b >= 0x80) {
+              fast = false;
+              break;
+            }
+          }
+        }
+        vals[c] = s;
+        ends[c] = e;
+        this.p = e;
+        need += 4 + v;
+      }
+    }
+    const pos = this.position++;
+    if (!fast) {
+      const { value, offset } = this.type!.decode(data, start);
+      if (offset < 0) throw new Error('truncated block');
+      this.slow(value as Record<string, unknown>, pos);
+      return offset;
+    }
+    const next = this.p;
+    this.ensure(need);
+    const buf = this.buf;
+    let o = this.o;
+    o = buf.writeInt16BE(this.withPosition ? n + 1 : n, o);
+    for (let c = 0; c < n; c++) {
+      const kind = kinds[c];
+      if (kind === 'int') {
+        const v = vals[c]!;
+        buf[o] = 0;
+        buf[o + 1] = 0;
+        buf[o + 2] = 0;
+        buf[o + 3] = 4;
+        buf[o + 4] = v >>> 24;
+        buf[o + 5] = (v >>> 16) & 0xff;
+        buf[o + 6] = (v >>> 8) & 0xff;
+        buf[o + 7] = v & 0xff;
+        o += 8;
+      } else if (kind === 'text') {
+        const s = vals[c]!;
+        const len = ends[c]! - s;
+        buf[o] = len >>> 24;
+        buf[o + 1] = (len >>> 16) & 0xff;
+        buf[o + 2] = (len >>> 8) & 0xff;
+        buf[o + 3] = len & 0xff;
+        o += 4;
+        if (len < 64) {
+          for (let i = 0; i < len; i++) buf[o + i] = data[s + i]!;
+        } else data.copy(buf, o, s, s + len);
+        o += len;
+      } else {
+        buf[o] = 0;
+        buf[o + 1] = 0;
+        buf[o + 2] = 0;
+        buf[o + 3] = 8;
+        o = writeInt64(buf, vals[c]! - PG_EPOCH_US, o + 4);
+      }
+    }
+    if (this.withPosition) {
+      o = buf.writeInt32BE(8, o);
+      o = writeInt64(buf, pos, o);
+    }
+    this.o = o;
+    this.valid++;
+    const id = vals[0]!;
+    if (id <= this.lastId) this.ascending = false;
+    this.lastId = id;
+    return next;
+  }
+}

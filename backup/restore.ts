@@ -1,0 +1,261 @@
+import path from 'node:path';
+import pg from 'pg';
+import { storeRejects, type Reject } from '../pg/index.js';
+import { copyIn } from '../pg/index.js';
+import type { Services } from '../jobs/index.js';
+import { withTransaction, type PoolClient } from '../core/db.js';
+import { AppError, ConflictError, UnprocessableError } from '../core/errors.js';
+import { requestWarehouseRefresh } from '../warehouse/index.js';
+import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../core/tables.js';
+import { avroReading, BackupFileError, readBackupFile } from './read.js';
+import { applyDiff, buildDiff, DIFF, dropIndexesAndForeignKeys, type DiffCounts } from './diff.js';
+import { AvroToCopy, createStageSql, STAGE, type ValidateToCopy } from './avro-to-copy.js';
+import { findBackup, setDir } from './sets.js';
+
+export type RestoreMode = 'replace' | 'merge';
+
+export interface RestoreRequest {
+  table: TableName;
+  /** A backup set id; the newest set holding the table when absent. */
+  backup?: string;
+  mode?: RestoreMode;
+}
+
+export interface RestoreResult {
+  table: TableName;
+  backup: string;
+  mode: RestoreMode;
+  /** Records in the backup file. */
+  rows: number;
+  inserted: number;
+  updated: number;
+  deleted: number;
+  /** Rows already equal to the backup's: nothing was written for them. */
+  unchanged: number;
+}
+
+const q = pg.escapeIdentifier;
+/** Rejects kept in the rejects table per refused restore; the count in the answer is exact. */
+const MAX_STORED_REJECTS = 10_000;
+
+/**
+ * Restores one table from a backup, in one transaction: the file streams through the data rules
+ * into a temporary staging table (COPY), is verified against its manifest, and the table is then
+ * brought to the backup's state with three set-based statements. Nothing is committed unless all
+ * of it worked:
+ * - a damaged file, another table's file, or a row breaking a data rule → 422 (`UnprocessableError`);
+ *   rule breakers are kept in the rejects table (source `restore`, the backup id);
+ * - a row naming a department or job that does not exist, or (replace) removing ids that other
+ *   tables still use → 409 (`ConflictError`) naming the count.
+ */
+export async function restoreTable(services: Services, req: RestoreRequest): Promise<RestoreResult> {
+  const { config, pool, log } = services;
+  const table = TABLES[req.table];
+  const mode = req.mode ?? 'replace';
+  const { manifest, entry } = await findBackup(config.dirs.backups, req.table, req.backup);
+  const file = path.join(setDir(config.dirs.backups, manifest.id), entry.file);
+  const rejects: Reject[] = [];
+  const started = performance.now();
+  const phases: Record<string, number> = {};
+  const lap = (name: string) => {
+    phases[name] = Math.round(performance.now() - started);
+  };
+
+  let result: RestoreResult;
+  try {
+    result = await withTransaction(pool, async (client) => {
+      // Writers wait until we are done; readers go on seeing the old rows until the commit.
+      await client.query(`LOCK TABLE ${q(table.name)} IN SHARE ROW EXCLUSIVE MODE`);
+      // The joins below hash up to a whole table; the default 4 MB spills them to disk.
+      await client.query(`SET LOCAL work_mem = '64MB'`);
+      const onReject = (r: Reject) => {
+        if (rejects.length < MAX_STORED_REJECTS) rejects.push(r);
+      };
+      const refused = (validate: ValidateToCopy) =>
+        new UnprocessableError(
+          `backup ${manifest.id} holds ${validate.rejected} ${table.name} rows that break the data rules; nothing was restored`,
+          { backup: manifest.id, table: table.name, rejected: validate.rejected, rejects: rejects.slice(0, 20) },
+        );
+      // Into an empty table, a restore as large as the bulk path's (it drops indexes and keys, and
+      // readers wait) copies the rows straight in; a small one keeps the table's indexes, its
+      // lighter lock, and the staged path.
+      const empty =
+        entry.rows >= config.RESTORE_BULK_ROWS &&
+        ((await client.query(`SELECT NOT EXISTS (SELECT 1 FROM ${q(table.name)}) AS empty`)).rows[0].empty as boolean);
+      if (empty) {
+        const direct = await restoreIntoEmpty(client, table, file, entry, manifest.id, rejects, onReject, refused);
+        lap('direct');
+        if (direct) return { table: table.name, backup: manifest.id, mode, ...direct };
+      }
+      await client.query(createStageSql(table));
+      const validate = new AvroToCopy(table, onReject, avroReading(table));
+      const copy = await copyIn(client, STAGE, [...table.columns, { name: 'pos', pgType: 'bigint' }], 'binary');
+      const rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
+      lap('staged');
+      if (validate.rejected > 0) throw refused(validate);
+      if (!validate.ascending) {
+        // Rows apply in order: of two rows with one id, the later one wins.
+        await client.query(`DELETE FROM ${STAGE} a USING ${STAGE} b WHERE a.id = b.id AND a.pos < b.pos`);
+      }
+      await client.query(`ANALYZE ${STAGE}`);
+      const counts = await buildDiff(client, table, mode);
+      lap('diffed');
+      await refuseUnknownReferences(client, table, manifest.id, rejects, STAGED_CHANGES);
+      if (counts.deleted > 0) await refuseOrphans(client, table);
+      lap('checked');
+      phases.bulk = (await applyDiff(client, table, counts, config.RESTORE_BULK_ROWS)) ? 1 : 0;
+      lap('applied');
+      return { table: table.name, backup: manifest.id, mode, rows, ...counts };
+    });
+  } catch (err) {
+    // Rule breakers are kept as rejects; rows of a file that turned out damaged are not trusted.
+    if (rejects.length > 0 && err instanceof AppError && !(err instanceof BackupFileError)) {
+      await storeRejects(pool, 'restore', manifest.id, table.name, rejects).catch((e: unknown) =>
+        log.warn({ err: e }, 'could not store restore rejects'),
+      );
+    }
+    throw err;
+  }
+
+  if (result.inserted + result.updated + result.deleted > 0) {
+    await requestWarehouseRefresh(services, `restore ${table.name}`).catch((err: unknown) =>
+      log.warn({ err }, 'could not request a warehouse refresh'),
+    );
+  }
+  lap('committed');
+  log.info({ ...result, ms: phases }, 'table restored');
+  return result;
+}
+
+/**
+ * Rows whose department_id / job_id does not exist now: the data rules make them rejects. Only
+ * rows that change need the check; the others are in the table already, under its foreign keys.
+ */
+async function refuseUnknownReferences(
+  client: PoolClient,
+  table: TableDef,
+  backup: string,
+  rejects: Reject[],
+  source: (table: TableDef) => { count: string; sample: string },
+): Promise<void> {
+  const refs = table.columns.filter((c) => c.references);
+  if (refs.length === 0) return;
+  const missingIn = (alias: string) =>
+    refs.map((c) => `NOT EXISTS (SELECT 1 FROM ${q(c.references!)} p WHERE p.id = ${alias}.${q(c.name)})`);
+  const { rows } = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${source(table).count} AND (${missingIn('d').join(' OR ')})`,
+  );
+  const n = rows[0]!.n;
+  if (n === 0) return;
+  const missing = missingIn('s');
+  const cols = table.columns.map((c) => `s.${q(c.name)}`).join(', ');
+  const flags = refs.map((c, i) => `${missing[i]} AS ${q(`missing_${c.name}`)}`).join(', ');
+  const sample = await client.query<Record<string, unknown>>(
+    `SELECT ${cols}, s.pos, ${flags} FROM ${source(table).sample} WHERE ${missing.join(' OR ')} ORDER BY s.pos LIMIT ${MAX_STORED_REJECTS}`,
+  );
+  for (const row of sample.rows) {
+    const values = Object.fromEntries(table.columns.map((c) => [c.name, row[c.name] instanceof Date ? (row[c.name] as Date).toISOString() : row[c.name]]));
+    rejects.push({
+      position: Number(row.pos),
+      raw: JSON.stringify(values),
+      errors: refs.filter((c) => row[`missing_${c.name}`]).map((c) => ({ field: c.name, message: `unknown ${c.name} ${String(row[c.name])}` })),
+    });
+  }
+  throw new ConflictError(
+    `${n} ${table.name} rows of backup ${backup} name a ${refs.map((c) => c.references).join(' or ')} id that does not exist; restore those first. Nothing was restored`,
+    { table: table.name, rows: n, rejects: rejects.slice(0, 20) },
+  );
+}
+
+/** Where `refuseUnknownReferences` looks: rows `d` to count (a `WHERE` follows), staged rows `s` with their `pos` to sample. */
+const STAGED_CHANGES = () => ({
+  count: `${DIFF} d WHERE d.op <> 'd'`,
+  sample: `${STAGE} s JOIN ${DIFF} d ON d.id = s.id AND d.op <> 'd'`,
+});
+/** The direct path: every row of the table came from the file, in id order (so a row's position is its rank by id). */
+const TABLE_ROWS = (table: TableDef) => ({
+  count: `${q(table.name)} d WHERE true`,
+  sample: `(SELECT t.*, row_number() OVER (ORDER BY t.id) - 1 AS pos FROM ${q(table.name)} t) s`,
+});
+
+/**
+ * Restore into an empty table the way pg_restore does it: the table's indexes and foreign keys go,
+ * the checked rows are copied straight into the table (no staging table, no diff: every row is an
+ * insert), and the indexes and keys come back. Re-adding a foreign key validates every row against
+ * its parent in one set-based pass; when that fails, the offending rows are found and refused as
+ * in the staged path (409). Everything runs under a savepoint inside the restore's transaction:
+ * when the file turns out to repeat or reorder ids (never so in backups this service writes), it
+ * is rolled back and the caller takes the staged path, where the later row of an id wins.
+ * Returns null in that case. A damaged file or rule breakers throw, and the transaction rolls back.
+ */
+async function restoreIntoEmpty(
+  client: PoolClient,
+  table: TableDef,
+  file: string,
+  entry: Parameters<typeof readBackupFile>[2],
+  backup: string,
+  rejects: Reject[],
+  onReject: (r: Reject) => void,
+  refused: (v: ValidateToCopy) => Error,
+): Promise<(DiffCounts & { rows: number }) | null> {
+  const t = q(table.name);
+  await client.query('SAVEPOINT restore_direct');
+  const rebuild = await dropIndexesAndForeignKeys(client, table);
+  const validate = new AvroToCopy(table, onReject, { ...avroReading(table), withPosition: false });
+  const copy = await copyIn(client, table.name, table.columns, 'binary');
+  let rows: number;
+  try {
+    rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
+  } catch (err) {
+    // A primary key kept in place (other tables reference it) met a repeated id: take the staged
+    // path, which reads the file again and judges it (rejects included) from the start.
+    if ((err as { code?: string }).code === '23505') {
+      await client.query('ROLLBACK TO SAVEPOINT restore_direct');
+      rejects.length = 0;
+      return null;
+    }
+    throw err;
+  }
+  if (validate.rejected > 0) throw refused(validate);
+  if (!validate.ascending) {
+    await client.query('ROLLBACK TO SAVEPOINT restore_direct');
+    return null;
+  }
+  const isFk = (s: string) => / FOREIGN KEY /.test(s);
+  const refs = table.columns.filter((c) => c.references).length;
+  // Without all of its foreign keys to validate the rows, check them explicitly first.
+  if (rebuild.filter(isFk).length < refs) await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
+  for (const statement of rebuild.filter((s) => !isFk(s))) await client.query(statement);
+  await client.query('SAVEPOINT restore_direct_fks');
+  try {
+    for (const statement of rebuild.filter(isFk)) await client.query(statement);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '23503') throw err;
+    await client.query('ROLLBACK TO SAVEPOINT restore_direct_fks');
+    await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
+    throw err; // the check above found them; if it did not, the foreign key error stands
+  }
+  await client.query('RELEASE SAVEPOINT restore_direct');
+  return { rows, inserted: validate.valid, updated: 0, deleted: 0, unchanged: 0 };
+}
+
+/** Replace mode: ids the backup lacks would be deleted; refuse when other tables still use them. */
+async function refuseOrphans(client: PoolClient, table: TableDef): Promise<void> {
+  const gone = `SELECT id FROM ${DIFF} WHERE op = 'd'`;
+  for (const child of TABLE_NAMES.map((t) => TABLES[t])) {
+    for (const col of child.columns.filter((c) => c.references === table.name)) {
+      const { rows } = await client.query<{ rows: number; ids: number; sample: number[] | null }>(
+        `SELECT count(*)::int AS rows, count(DISTINCT c.${q(col.name)})::int AS ids,
+                (array_agg(DISTINCT c.${q(col.name)}))[1:10] AS sample
+           FROM ${q(child.name)} c WHERE c.${q(col.name)} IN (${gone})`,
+      );
+      const r = rows[0]!;
+      if (r.rows > 0) {
+        throw new ConflictError(
+          `replacing ${table.name} would leave ${r.rows} ${child.name} rows without their ${table.name} row: the backup lacks ${r.ids} ${table.name} id(s) they use (${(r.sample ?? []).join(', ')}${r.ids > 10 ? ', …' : ''}). Nothing was restored`,
+          { table: table.name, referencedBy: child.name, column: col.name, rows: r.rows, ids: r.ids, sample: r.sample ?? [] },
+        );
+      }
+    }
+  }
+}

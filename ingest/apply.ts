@@ -1,0 +1,148 @@
+import pg from 'pg';
+import { isTransientPgError, type Pool, type PoolClient } from '../core/db.js';
+import type { RowBatch, TableDef, TableName } from '../core/tables.js';
+import type { Reject } from '../pg/index.js';
+
+
+export interface ApplyResult {
+  inserted: number;
+  updated: number;
+  /** Rows whose id already held exactly these values: nothing was written for them. */
+  unchanged: number;
+  /** Rows that passed the field rules but named a department or job that does not exist. */
+  rejects: Reject[];
+}
+
+const q = pg.escapeIdentifier;
+const statements = new Map<TableName, string>();
+
+/**
+ * One statement per table, derived from the data dictionary: unnest the column arrays, find rows
+ * whose references do not exist (set-based, by LEFT JOIN), keep the last valid row per id
+ * (rows apply in order, so the later one wins), upsert those, and return what happened. Rows whose
+ * values equal the stored ones are not rewritten, so a retried batch changes nothing at all.
+ */
+export function upsertStatement(table: TableDef): string {
+  const cached = statements.get(table.name);
+  if (cached) return cached;
+  const cols = table.columns;
+  const names = cols.map((c) => q(c.name));
+  const refs = cols.filter((c) => c.references);
+  const unnest = cols.map((c, i) => `$${i + 1}::${c.pgType}[]`).join(', ');
+  const missing = refs.map((c, i) => `(r${i}.id IS NULL) AS ${q(`missing_${c.name}`)}`);
+  const joins = refs.map((c, i) => `LEFT JOIN ${q(c.references!)} r${i} ON r${i}.id = i.${q(c.name)}`);
+  const valid = refs.length ? refs.map((c) => `NOT ${q(`missing_${c.name}`)}`).join(' AND ') : 'true';
+  const rest = names.filter((n) => n !== '"id"');
+  const sql = `
+WITH input AS (
+  SELECT * FROM unnest(${unnest}, $${cols.length + 1}::integer[]) AS i(${names.join(', ')}, pos)
+), checked AS (
+  SELECT i.*${missing.map((m) => `, ${m}`).join('')} FROM input i ${joins.join(' ')}
+), latest AS (
+  SELECT DISTINCT ON (id) ${names.join(', ')} FROM checked WHERE ${valid} ORDER BY id, pos DESC
+), upserted AS (
+  INSERT INTO ${q(table.name)} AS t (${names.join(', ')})
+  SELECT ${names.join(', ')} FROM latest ORDER BY id
+  ON CONFLICT (id) DO UPDATE SET ${rest.map((n) => `${n} = EXCLUDED.${n}`).join(', ')}
+  WHERE (${rest.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `EXCLUDED.${n}`).join(', ')})
+  RETURNING t.id, (t.xmax = 0) AS inserted
+)
+SELECT id, inserted, NULL::integer AS pos${refs.map((c) => `, NULL::boolean AS ${q(`missing_${c.name}`)}`).join('')}
+  FROM upserted
+UNION ALL
+SELECT NULL, NULL, pos${refs.map((c) => `, ${q(`missing_${c.name}`)}`).join('')}
+  FROM checked WHERE NOT (${valid})`;
+  statements.set(table.name, sql);
+  return sql;
+}
+
+interface UpsertRow {
+  id: number | null;
+  inserted: boolean | null;
+  pos: number | null;
+  [missing: `missing_${string}`]: boolean | null;
+}
+
+/**
+ * Counts rows as if they had been applied one by one, in order: the first row of each id takes
+ * what the database did with that id; each later row of the same id is an update, or unchanged
+ * when it repeats the row before it.
+ */
+function countRows(
+  columns: readonly unknown[][],
+  skip: ReadonlySet<number>,
+  written: ReadonlyMap<number, boolean>,
+  into: ApplyResult,
+): void {
+  const ids = columns[0] as number[];
+  const last = new Map<number, number>();
+  for (let i = 0; i < ids.length; i++) {
+    if (skip.has(i)) continue;
+    const id = ids[i]!;
+    const prev = last.get(id);
+    last.set(id, i);
+    if (prev !== undefined) {
+      if (columns.every((col) => col[i] === col[prev])) into.unchanged++;
+      else into.updated++;
+      continue;
+    }
+    const inserted = written.get(id);
+    if (inserted === undefined) into.unchanged++;
+    else if (inserted) into.inserted++;
+    else into.updated++;
+  }
+}
+
+/**
+ * Applies a validated batch in one statement. `rawOf` gives the original text of a row for the
+ * rejects it produces (unknown references). Retries the statement on deadlocks and on a
+ * reference deleted between the check and the write, both of which a second try resolves.
+ */
+export async function applyBatch(
+  db: Pool | PoolClient,
+  batch: RowBatch,
+  rawOf: (index: number) => string,
+): Promise<ApplyResult> {
+  const result: ApplyResult = { inserted: 0, updated: 0, unchanged: 0, rejects: [] };
+  if (batch.length === 0) return result;
+  const table = batch.table;
+  const sql = upsertStatement(table);
+  const positions = batch.positions.map((_, i) => i);
+  let rows: UpsertRow[] = [];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      rows = (await db.query<UpsertRow>(sql, [...batch.columns, positions])).rows;
+      break;
+    } catch (err) {
+      const retry = (err as { code?: string }).code === '23503' || isTransientPgError(err);
+      if (!retry || attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 20 * attempt));
+    }
+  }
+
+  const refs = table.columns.filter((c) => c.references);
+  const rejected = new Set<number>();
+  const written = new Map<number, boolean>();
+  for (const row of rows) {
+    if (row.pos === null) {
+      written.set(row.id!, row.inserted!);
+      continue;
+    }
+    const pos = row.pos;
+    rejected.add(pos);
+    result.rejects.push({
+      position: batch.positions[pos]!,
+      raw: rawOf(pos),
+      errors: refs
+        .filter((c) => row[`missing_${c.name}`])
+        .map((c) => ({
+          field: c.name,
+          message: `unknown ${c.name} ${String(batch.columns[table.columns.indexOf(c)]![pos])}`,
+        })),
+    });
+  }
+  result.rejects.sort((a, b) => a.position - b.position);
+
+  countRows(batch.columns, rejected, written, result);
+  return result;
+}

@@ -1,0 +1,13 @@
+/**
+ * loads/ — CSV files into their tables through the `loads` queue. Owns: uploads and the landing
+ * folder, the `loads` table (a load's state and checkpoint), queueing, the chunked CSV reader and
+ * writer, the processor, and the demo data. May import: core/, pg/, jobs/, warehouse/ (its surface).
+ */
+export { startDemo, DEMO_ROWS } from './demo.js';
+export { enqueueLoads } from './enqueue.js';
+export { resolveLandingFile } from './landing.js';
+export { startLoadWorker } from './processor.js';
+export { generate } from './sample.js';
+export { startLoads, waitForLoads } from './start.js';
+export { getLoad, getLoads, isTerminal, listLoads, rejectsOf, toView, type LoadRow, type LoadStatus, type LoadView } from './store.js';
+export { landCsvBody, landMultipart, type Landed } from './uploads.js';

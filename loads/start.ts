@@ -1,0 +1,38 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UnavailableError } from '../core/errors.js';
+import type { Services } from '../jobs/index.js';
+import { enqueueLoads } from './enqueue.js';
+import { failLoad, getLoads, insertLoads, isTerminal, withDependencies, type LoadRow } from './store.js';
+import type { Landed } from './uploads.js';
+
+/**
+ * Records the loads of one request and queues them. If the queue cannot take them, the loads are
+ * marked failed (nothing waits for ever) and the caller gets 503. With `wait`, polls until every
+ * load has finished or LOAD_WAIT_MS passed; `finished` says which.
+ */
+export async function startLoads(services: Services, landed: readonly Landed[], wait: boolean): Promise<{ loads: LoadRow[]; finished: boolean }> {
+  const { pool, config } = services;
+  let loads = await insertLoads(pool, withDependencies(landed));
+  try {
+    await enqueueLoads(services, loads);
+  } catch (err) {
+    const message = `could not queue the load: ${(err as Error).message}`;
+    await Promise.all(loads.map((l) => failLoad(pool, l.id, message)));
+    throw new UnavailableError(`${message}; try again when the queue (Redis) is back`);
+  }
+  if (!wait) return { loads, finished: false };
+  loads = await waitForLoads(services, loads.map((l) => l.id), config.LOAD_WAIT_MS);
+  return { loads, finished: loads.every((l) => isTerminal(l.status)) };
+}
+
+/** Polls the loads until all have finished or `ms` passed; the database is the source of truth. */
+export async function waitForLoads(services: Services, ids: string[], ms: number): Promise<LoadRow[]> {
+  const deadline = Date.now() + ms;
+  let delay = 50;
+  for (;;) {
+    const rows = await getLoads(services.pool, ids);
+    if (rows.every((r) => isTerminal(r.status)) || Date.now() >= deadline) return rows;
+    await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+    delay = Math.min(delay * 2, 500);
+  }
+}

@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import busboy from 'busboy';
+import { BadRequestError } from '../core/errors.js';
+import { saveUpload, tooLarge, uploadPath } from './landing.js';
+import { isTableName, TABLE_NAMES, type TableName } from '../core/tables.js';
+
+/** A file written to the landing folder for a load that is about to be created. */
+export interface Landed {
+  id: string;
+  table: TableName;
+  file: string;
+  bytes: number;
+}
+
+function bodyStream(req: Request, limit: number): Readable {
+  const declared = Number(req.headers.get('content-length') ?? NaN);
+  if (declared > limit) throw tooLarge(limit);
+  if (!req.body) throw new BadRequestError('the request has no body; send the CSV file');
+  return Readable.fromWeb(req.body as import('node:stream/web').ReadableStream<Uint8Array>);
+}
+
+/** A `text/csv` body, streamed to disk with its size counted on the way (413 past the limit). */
+export async function landCsvBody(req: Request, landing: string, table: TableName, limit: number): Promise<Landed> {
+  const source = bodyStream(req, limit);
+  const id = randomUUID();
+  const file = uploadPath(landing, id, table);
+  const bytes = await saveUpload(file, source, limit);
+  return { id, table, file, bytes };
+}
+
+/**
+ * A `multipart/form-data` body: each file part named after a table is streamed to its own file.
+ * On any error every file already written is removed, so a refused request leaves nothing behind.
+ */
+export async function landMultipart(req: Request, landing: string, limit: number): Promise<Landed[]> {
+  const source = bodyStream(req, limit);
+  const landed: Landed[] = [];
+  const writes: Promise<void>[] = [];
+  const total = { bytes: 0 };
+  let failure: Error | undefined;
+  const fail = (err: Error) => {
+    failure ??= err;
+  };
+  let parser: busboy.Busboy;
+  try {
+    parser = busboy({ headers: { 'content-type': req.headers.get('content-type') ?? '' }, limits: { files: TABLE_NAMES.length } });
+  } catch (err) {
+    throw new BadRequestError(`multipart body cannot be read: ${(err as Error).message}`);
+  }
+  parser.on('file', (name, stream) => {
+    if (failure) return void stream.resume();
+    if (!isTableName(name)) {
+      fail(new BadRequestError(`part "${name}" does not name a table; name each file part ${TABLE_NAMES.join(', ')}`, { part: name }));
+      return void stream.resume();
+    }
+    if (landed.some((l) => l.table === name)) {
+      fail(new BadRequestError(`two parts for ${name}; send one file per table`, { part: name }));
+      return void stream.resume();
+    }
+    const id = randomUUID();
+    const entry: Landed = { id, table: name, file: uploadPath(landing, id, name), bytes: 0 };
+    landed.push(entry);
+    writes.push(
+      saveUpload(entry.file, stream, limit, total)
+        .then((bytes) => {
+          entry.bytes = bytes;
+        })
+        .catch((err: Error) => {
+          fail(err);
+          stream.resume();
+        }),
+    );
+  });
+  parser.on('filesLimit', () => fail(new BadRequestError(`at most ${TABLE_NAMES.length} files per request, one per table`)));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      parser.on('close', resolve);
+      parser.on('error', (err: Error) => reject(new BadRequestError(`multipart body cannot be read: ${err.message}`)));
+      source.on('error', reject);
+      source.pipe(parser);
+    });
+    await Promise.all(writes);
+    if (failure) throw failure;
+    if (landed.length === 0) {
+      throw new BadRequestError(`no file parts; send one part per table, named ${TABLE_NAMES.join(', ')}`);
+    }
+    return landed;
+  } catch (err) {
+    await Promise.all(writes.map((w) => w.catch(() => {})));
+    await Promise.all(landed.map((l) => rm(l.file, { force: true })));
+    throw failure ?? err;
+  }
+}

@@ -1,0 +1,302 @@
+import pg from 'pg';
+import { storeRejects, type Reject } from '../pg/index.js';
+import { copyIn, isEmbeddedPostgres } from '../pg/index.js';
+import type { Pool, PoolClient } from '../core/db.js';
+import { UnprocessableError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { TableDef } from '../core/tables.js';
+import type { Chunk } from './reader.js';
+
+const q = pg.escapeIdentifier;
+
+export interface ChunkOutcome {
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+}
+
+type RawAt = (start: number, end: number) => Promise<string>;
+
+/** What `begin` decided for a chunk, carried to `write`. */
+interface Plan {
+  chunk: Chunk;
+  /** COPY text of the rows to write: the chunk's valid rows less those naming a missing reference. */
+  data: Buffer;
+  rows: number;
+  rejects: Reject[];
+  /** No stored row has an id in the chunk's range: COPY straight into the table. */
+  direct: boolean;
+}
+
+/**
+ * Writes the chunks of one load over one dedicated connection, each chunk in one transaction
+ * together with the load's checkpoint: a crash loses at most the chunk in flight, never half of one,
+ * and a chunk is never applied twice (the checkpoint is compared and moved under a row lock).
+ *
+ * References are checked once per distinct id, locking the referenced rows FOR KEY SHARE exactly as
+ * PostgreSQL's foreign-key triggers would; rows naming a missing one become rejects. The rows are
+ * then written with session_replication_role = replica on this connection (when allowed), which
+ * skips the per-row trigger checks that dominate a plain COPY into the constrained table. Writing:
+ * - when the chunk's ids ascend and none of its id range is stored yet (a first load), COPY straight
+ *   into the table, as pg_restore does (a concurrent insert in the range makes it fall back);
+ * - otherwise COPY into a temporary staging table and run one INSERT … ON CONFLICT DO UPDATE …
+ *   WHERE IS DISTINCT FROM, keeping the last row per id; identical rows are not rewritten.
+ */
+export class ChunkWriter {
+  private readonly stageTable: string;
+  private readonly names: string[];
+  private readonly refCols: { name: string; references: string }[];
+  private started = 0;
+
+  private constructor(
+    private readonly pool: Pool,
+    private readonly client: PoolClient,
+    private readonly table: TableDef,
+    private readonly loadId: string,
+    private readonly log: Logger,
+  ) {
+    this.stageTable = `load_stage_${table.name}`;
+    this.names = table.columns.map((c) => q(c.name));
+    this.refCols = table.columns.filter((c) => c.references).map((c) => ({ name: c.name, references: c.references! }));
+  }
+
+  static async open(connection: pg.PoolConfig, table: TableDef, loadId: string, setBasedFk: boolean, log: Logger): Promise<ChunkWriter> {
+    // A connection of its own: the staging table and session settings live with it, and when the
+    // process dies the server sees it go and rolls the chunk in flight back.
+    const pool = new pg.Pool({ ...connection, max: 1, application_name: 'hr-load' });
+    pool.on('error', () => {});
+    let client: PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw err;
+    }
+    const w = new ChunkWriter(pool, client, table, loadId, log);
+    try {
+      // The embedded database has one session for every connection: settings and the staging
+      // table made here would reach the API's writes too, so it keeps the defaults and the
+      // per-row foreign-key triggers, and reuses the staging table a previous load left.
+      const shared = await isEmbeddedPostgres(client);
+      if (!shared) {
+        // temp_buffers must be set before the session touches a temporary table; 8 MB would spill.
+        await client.query(`SET temp_buffers = '64MB'`);
+        // Sorting a chunk by id (DISTINCT ON, lock order) in memory, not in temporary files.
+        await client.query(`SET work_mem = '64MB'`);
+      }
+      if (setBasedFk && !shared && w.refCols.length > 0) {
+        try {
+          await client.query('SET session_replication_role = replica');
+        } catch (err) {
+          if ((err as { code?: string }).code !== '42501') throw err;
+          log.warn('no permission to set session_replication_role; loads check foreign keys row by row (slower)');
+        }
+      }
+      const cols = table.columns.map((c) => `${q(c.name)} ${c.pgType}`).join(', ');
+      await client.query(
+        `CREATE TEMP TABLE${shared ? ' IF NOT EXISTS' : ''} ${q(w.stageTable)} (seq bigint GENERATED ALWAYS AS IDENTITY, ${cols}) ON COMMIT DELETE ROWS`,
+      );
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    return w;
+  }
+
+  async close(): Promise<void> {
+    this.client.release(true);
+    await this.pool.end().catch(() => {});
+  }
+
+  /**
+   * Opens the chunk's transaction: checks the load is still this worker's to write and the
+   * checkpoint is where the chunk starts (else `undefined`: nothing written, transaction closed),
+   * locks and checks references, and decides how to write. Cheap; the caller reads ahead while
+   * `write` keeps the database busy.
+   */
+  async begin(chunk: Chunk, rawAt: RawAt): Promise<Plan | undefined> {
+    const db = this.client;
+    this.started = performance.now();
+    await db.query('BEGIN');
+    try {
+      const { rows } = await db.query<{ status: string; next_offset: number; rows_read: number; wrong_width: number }>(
+        'SELECT status, next_offset, rows_read, wrong_width FROM loads WHERE id = $1 FOR UPDATE',
+        [this.loadId],
+      );
+      const load = rows[0];
+      if (!load || load.status !== 'running' || load.next_offset !== chunk.startOffset) {
+        await db.query('ROLLBACK');
+        return undefined;
+      }
+      const read = load.rows_read + chunk.rowsRead;
+      if (read > 0 && load.wrong_width + chunk.wrongWidth === read && (load.rows_read === 0 || chunk.final)) {
+        const cols = this.table.columns.map((c) => c.name);
+        throw new UnprocessableError(
+          `no line of the file has the ${cols.length} fields of ${this.table.name} (${cols.join(', ')}); is it the file of another table?`,
+        );
+      }
+      const plan: Plan = { chunk, data: chunk.copy, rows: chunk.ids.length, rejects: chunk.rejects, direct: false };
+      if (plan.rows === 0) return plan;
+      const missing = await this.lockReferences(chunk);
+      if (missing.some((m) => m.size > 0)) await this.dropMissing(plan, missing, rawAt);
+      if (chunk.sorted && plan.rows > 0) {
+        const { rows: hit } = await db.query(`SELECT 1 FROM ${q(this.table.name)} WHERE id BETWEEN $1 AND $2 LIMIT 1`, [
+          chunk.ids[0],
+          chunk.ids[chunk.ids.length - 1],
+        ]);
+        plan.direct = hit.length === 0;
+      }
+      return plan;
+    } catch (err) {
+      await db.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Writes the rows, the rejects and the checkpoint, and commits. */
+  async write(plan: Plan): Promise<ChunkOutcome> {
+    const db = this.client;
+    const { chunk } = plan;
+    try {
+      let written = { inserted: 0, updated: 0 };
+      let direct = plan.direct;
+      if (direct) {
+        await db.query('SAVEPOINT direct');
+        try {
+          await this.copy(this.table.name, plan.data);
+          written = { inserted: plan.rows, updated: 0 };
+        } catch (err) {
+          // Someone stored an id of this range since we looked: take the upsert path instead.
+          if ((err as { code?: string }).code !== '23505') throw err;
+          await db.query('ROLLBACK TO SAVEPOINT direct');
+          direct = false;
+        }
+      }
+      if (!direct && plan.rows > 0) {
+        await this.copy(this.stageTable, plan.data);
+        written = await this.upsert(chunk);
+      }
+      const copied = performance.now();
+
+      await storeRejects(db, 'load', this.loadId, this.table.name, plan.rejects);
+      const changes = Math.min(chunk.duplicateChanges, plan.rows - written.inserted - written.updated);
+      const outcome: ChunkOutcome = {
+        inserted: written.inserted,
+        updated: written.updated + changes,
+        unchanged: plan.rows - written.inserted - written.updated - changes,
+        rejected: plan.rejects.length,
+      };
+      await db.query(
+        `UPDATE loads SET next_offset = $2, next_line = $3, rows_read = rows_read + $4, inserted = inserted + $5,
+                updated = updated + $6, unchanged = unchanged + $7, rejected = rejected + $8, wrong_width = wrong_width + $9,
+                status = CASE WHEN $10 THEN 'succeeded' ELSE status END,
+                finished_at = CASE WHEN $10 THEN now() END, error = CASE WHEN $10 THEN NULL ELSE error END
+          WHERE id = $1`,
+        [
+          this.loadId,
+          chunk.endOffset,
+          chunk.endLine,
+          chunk.rowsRead,
+          outcome.inserted,
+          outcome.updated,
+          outcome.unchanged,
+          outcome.rejected,
+          chunk.wrongWidth,
+          chunk.final,
+        ],
+      );
+      await db.query('COMMIT');
+      this.log.debug(
+        { rows: chunk.rowsRead, direct, writeMs: Math.round(copied - this.started), totalMs: Math.round(performance.now() - this.started) },
+        'chunk written',
+      );
+      return outcome;
+    } catch (err) {
+      await db.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  }
+
+  private async copy(target: string, data: Buffer): Promise<void> {
+    const stream = await copyIn(this.client, target, this.table.columns);
+    await new Promise<void>((resolve, reject) => {
+      stream.on('finish', resolve);
+      stream.on('error', reject);
+      // One write: the data is already in memory, and the socket then feeds the server steadily
+      // even while the event loop is busy parsing the next chunk.
+      stream.end(data);
+    });
+  }
+
+  /** Locks the referenced rows the chunk names (FOR KEY SHARE) and returns, per reference, the ids that do not exist. */
+  private async lockReferences(chunk: Chunk): Promise<Set<number>[]> {
+    const out: Set<number>[] = [];
+    for (let r = 0; r < this.refCols.length; r++) {
+      const wanted = [...new Set(chunk.refs[r]!)].sort((a, b) => a - b);
+      const { rows } = await this.client.query<{ id: number }>(
+        `SELECT id FROM ${q(this.refCols[r]!.references)} WHERE id = ANY($1::integer[]) ORDER BY id FOR KEY SHARE`,
+        [wanted],
+      );
+      const found = new Set(rows.map((x) => x.id));
+      out.push(new Set(wanted.filter((id) => !found.has(id))));
+    }
+    return out;
+  }
+
+  /** Turns rows naming a missing reference into rejects and leaves them out of the COPY data. */
+  private async dropMissing(plan: Plan, missing: Set<number>[], rawAt: RawAt): Promise<void> {
+    const { chunk } = plan;
+    const refRejects: Reject[] = [];
+    const keep: [number, number][] = [];
+    let from = 0;
+    for (let i = 0; i < chunk.ids.length; i++) {
+      const end = chunk.copyEnds[i]!;
+      let errors: Reject['errors'] | undefined;
+      for (let r = 0; r < this.refCols.length; r++) {
+        const v = chunk.refs[r]![i]!;
+        if (missing[r]!.has(v)) (errors ??= []).push({ field: this.refCols[r]!.name, message: `unknown ${this.refCols[r]!.name} ${v}` });
+      }
+      if (errors) refRejects.push({ position: chunk.lines[i]!, raw: await rawAt(chunk.starts[i]!, chunk.ends[i]!), errors });
+      else {
+        const last = keep[keep.length - 1];
+        if (last && last[1] === from) last[1] = end;
+        else keep.push([from, end]);
+      }
+      from = end;
+    }
+    plan.data = Buffer.concat(keep.map(([a, b]) => chunk.copy.subarray(a, b)));
+    plan.rows -= refRejects.length;
+    plan.rejects = [...chunk.rejects, ...refRejects].sort((a, b) => a.position - b.position);
+  }
+
+  private async upsert(chunk: Chunk): Promise<{ inserted: number; updated: number }> {
+    const names = this.names;
+    const rest = names.filter((n) => n !== '"id"');
+    const t = q(this.table.name);
+    const source = chunk.duplicates
+      ? `SELECT DISTINCT ON (id) ${names.join(', ')} FROM ${q(this.stageTable)} ORDER BY id, seq DESC`
+      : `SELECT ${names.join(', ')} FROM ${q(this.stageTable)}${chunk.sorted ? '' : ' ORDER BY id'}`;
+    const differs = (a: string, b: string) =>
+      `(${rest.map((n) => `${a}.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `${b}.${n}`).join(', ')})`;
+    // Rows equal to the stored ones are left out before the upsert: ON CONFLICT would still lock
+    // (and so write) every one of them. The probe is one primary-key lookup per row, in id order;
+    // the staging table has no statistics, so the planner is told not to scan the whole table.
+    await this.client.query('SET LOCAL enable_hashjoin = off');
+    await this.client.query('SET LOCAL enable_mergejoin = off');
+    const { rows } = await this.client.query<{ inserted: number; updated: number }>(
+      `WITH src AS (${source}),
+       changed AS (
+         SELECT src.* FROM src LEFT JOIN ${t} cur ON cur.id = src.id
+          WHERE cur.id IS NULL${rest.length ? ` OR ${differs('cur', 'src')}` : ''}
+       ),
+       up AS (
+         INSERT INTO ${t} AS t (${names.join(', ')}) SELECT ${names.join(', ')} FROM changed
+         ON CONFLICT (id) ${rest.length ? `DO UPDATE SET ${rest.map((n) => `${n} = EXCLUDED.${n}`).join(', ')} WHERE ${differs('t', 'EXCLUDED')}` : 'DO NOTHING'}
+         RETURNING (t.xmax = 0) AS ins
+       )
+       SELECT count(*) FILTER (WHERE ins)::integer AS inserted, count(*) FILTER (WHERE NOT ins)::integer AS updated FROM up`,
+    );
+    return rows[0]!;
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * pg/ — PostgreSQL plumbing shared by the features: the embedded server (PGlite) used when
+ * DATABASE_URL is unset, bulk writes (`COPY … FROM STDIN`, or batched inserts on PGlite), the one
+ * binary COPY codec, and the rejects table. May import: core/.
+ */
+export { copyIn, isEmbeddedPostgres, type CopyColumn, type CopyFormat } from './copy-in.js';
+export { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js';
+export { storeRejects, type Reject, type RejectSource } from './rejects.js';
