@@ -4,6 +4,7 @@ import { requestId } from 'hono/request-id';
 import type { Services } from '../jobs/index.js';
 import { errorBody, handleError } from './errors.js';
 import { accessLog, requireApiKey } from './middleware.js';
+import { unknownTable } from './params.js';
 import { registerDashboard } from './routes/dashboard.js';
 import { registerBackups } from './routes/backups.js';
 import { registerHealth } from './routes/health.js';
@@ -12,12 +13,19 @@ import { registerLoads } from './routes/loads.js';
 import { registerAnalytics } from './routes/analytics.js';
 import { registerWarehouse } from './routes/warehouse.js';
 
-/** The HTTP API. Routes are thin: parse, validate, call a service, shape the answer. */
+/**
+ * The HTTP API. Every route is declared with createRoute: zod checks its path, query and JSON
+ * body, and /openapi.json comes from the same declarations. Routes are thin: parse, validate,
+ * call a feature, shape the answer.
+ */
 export function createApp(services: Services): OpenAPIHono {
   const app = new OpenAPIHono({
-    // Query and path validation failures answer in the one error shape, naming the field.
+    // Path, query and JSON body validation failures answer 400 in the one error shape, naming
+    // the field; an unknown table in the path or query is a 404.
     defaultHook: (result, c) => {
       if (!result.success) {
+        const missing = unknownTable(result.target, result.error.issues, c);
+        if (missing) throw missing;
         const details = result.error.issues.map((i) => ({ field: i.path.join('.') || null, message: i.message }));
         const first = details[0];
         return c.json(

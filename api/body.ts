@@ -1,7 +1,5 @@
 import { BadRequestError, PayloadTooLargeError } from '../core/errors.js';
 
-export { parseJson } from '../ingest/index.js';
-
 /**
  * Reads a request body as UTF-8 text, counting bytes as they arrive so a chunked upload cannot
  * grow past `limit` in memory (Hono's bodyLimit buffers chunked bodies first).

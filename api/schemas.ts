@@ -12,7 +12,15 @@ export const ErrorSchema = z
   })
   .openapi('Error');
 
-export const TableParam = z.enum(TABLE_NAMES).openapi({ param: { name: 'table', in: 'path' } });
+/** A response (or body) of JSON in `schema`, for a route's declaration. */
+export function json<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { 'application/json': { schema } } };
+}
+
+/** An error response in the one error shape. */
+export function error(description: string) {
+  return json(ErrorSchema, description);
+}
 
 export const FieldIssueSchema = z
   .object({
@@ -65,3 +73,11 @@ export const rowSchemas = {
   ...perTable,
   any: z.union([perTable.departments, perTable.jobs, perTable.hired_employees]),
 };
+
+/**
+ * The JSON body of POST /ingest/{table}, for the document only: that route reads its body by hand
+ * (see api/routes/ingest.ts), so it refers to this by $ref instead of handing zod a schema.
+ */
+export const IngestRowsSchema = z
+  .union([z.array(rowSchemas.any), z.object({ rows: z.array(rowSchemas.any) })])
+  .openapi('IngestRows', { description: 'A JSON array of row objects, or {"rows": [...]}' });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { listBackups, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
 import { startBackupWorker } from '../backup/processor.js';
+import { waitForJob } from '../jobs/index.js';
 import { createTestServices, type TestServices } from './support/services.js';
 
 let s: TestServices;
@@ -168,5 +169,38 @@ describe('foreign keys', () => {
     expect(await checksum('hired_employees')).toBe(before);
     const { rows } = await s.pool.query(`SELECT count(*)::int AS n FROM rejects WHERE source = 'restore' AND source_id = $1`, [entry!.id]);
     expect(rows[0].n).toBe(10);
+  });
+});
+
+describe('the query, checked from the route declaration', () => {
+  const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error;
+  const post = (query: string) =>
+    app.request(`/backups${query}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tables: ['jobs'] }) });
+
+  test('?wait=1 answers 200 with the files; ?wait=0 answers 202 with the job; ?wait=yes is a 400 naming wait', async () => {
+    let res = await post('?wait=1');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject([{ table: 'jobs', rows: expect.any(Number) }]);
+
+    res = await post('?wait=0');
+    expect(res.status).toBe(202);
+    const { jobId } = (await res.json()) as { jobId: string };
+    expect(await waitForJob(s.queues.backups, jobId, 20_000)).toMatchObject({ state: 'completed' });
+
+    res = await post('?wait=yes');
+    expect(res.status).toBe(400);
+    expect(await errorOf(res)).toMatchObject({ code: 'bad_request', message: expect.stringMatching(/^wait: /) });
+  });
+
+  test('an unknown table in the path or the query is a 404 unknown_table', async () => {
+    const [entry] = await backup(['jobs']);
+    for (const res of [
+      await restore('employees'),
+      await app.request('/backups?table=employees'),
+      await app.request(`/backups/${entry!.id}/verify?table=employees`),
+    ]) {
+      expect(res.status).toBe(404);
+      expect(await errorOf(res)).toMatchObject({ code: 'unknown_table' });
+    }
   });
 });

@@ -241,3 +241,76 @@ describe('infrastructure trouble', () => {
     }
   });
 });
+
+describe('the query and the JSON body, checked from the route declaration', () => {
+  const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error;
+
+  async function finished(id: string) {
+    for (;;) {
+      const load = (await (await app.request(`/loads/${id}`)).json()) as { status: string };
+      if (load.status === 'succeeded' || load.status === 'failed') return load;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  test('?wait=1 answers 200 once finished; ?wait=0 answers 202 at once; ?wait=yes is a 400 naming wait and starts nothing', async () => {
+    let res = await postCsv('jobs', '2001,Waiter\n', '&wait=1');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ table: 'jobs', status: 'succeeded', inserted: 1 });
+
+    res = await postCsv('jobs', '2002,Runner\n', '&wait=0');
+    expect(res.status).toBe(202);
+    const started = (await res.json()) as { id: string; table: string };
+    expect(started.table).toBe('jobs');
+    expect(await finished(started.id)).toMatchObject({ status: 'succeeded', inserted: 1 });
+
+    const count = async () => ((await (await app.request('/loads?limit=1000')).json()) as { loads: unknown[] }).loads.length;
+    const before = await count();
+    res = await postCsv('jobs', '2003,Never\n', '&wait=yes');
+    expect(res.status).toBe(400);
+    expect(await errorOf(res)).toMatchObject({ code: 'bad_request', message: expect.stringMatching(/^wait: /) });
+    res = await app.request('/loads?wait=yes', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ table: 'jobs', path: 'again.csv' }) });
+    expect(res.status).toBe(400);
+    expect(await count()).toBe(before);
+  });
+
+  test('a JSON body is held to {table, path}; a CSV or multipart body is not', async () => {
+    const postJson = (body: string) => app.request('/loads', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    let res = await postJson(JSON.stringify({ table: 'employees', path: 'again.csv' }));
+    expect(res.status).toBe(400);
+    expect((await errorOf(res)).message).toMatch(/^table: /);
+    res = await postJson(JSON.stringify({ table: 'jobs' }));
+    expect(res.status).toBe(400);
+    expect((await errorOf(res)).message).toMatch(/^path: /);
+    res = await postJson('{"table": "jobs",');
+    expect(res.status).toBe(400);
+    res = await app.request('/loads', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ table: 'jobs', path: 'x'.repeat(s.config.INGEST_MAX_BYTES) }) });
+    expect(res.status).toBe(413);
+
+    res = await postCsv('jobs', '2004,Csv\n', '&wait=1');
+    expect(res.status).toBe(200);
+    const form = new FormData();
+    form.append('jobs', new Blob(['2005,Multipart\n']), 'j.csv');
+    res = await app.request('/loads?wait=1', { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ loads: [{ table: 'jobs', status: 'succeeded', inserted: 1 }] });
+  });
+
+  test('GET /loads: table, status and limit (1..1000, default 50)', async () => {
+    const list = async (q: string) => app.request(`/loads${q}`);
+    const loads = async (q: string) => ((await (await list(q)).json()) as { loads: { table: string; status: string }[] }).loads;
+    expect(await loads('?limit=1')).toHaveLength(1);
+    const jobs = await loads('?table=jobs&status=succeeded&limit=1000');
+    expect(jobs.length).toBeGreaterThan(1);
+    expect(jobs.every((l) => l.table === 'jobs' && l.status === 'succeeded')).toBe(true);
+    expect((await loads('')).length).toBeLessThanOrEqual(50);
+    for (const [q, field] of [['?limit=0', 'limit'], ['?limit=1001', 'limit'], ['?limit=ten', 'limit'], ['?status=done', 'status']]) {
+      const res = await list(q!);
+      expect(res.status).toBe(400);
+      expect((await errorOf(res)).message).toMatch(new RegExp(`^${field}: `));
+    }
+    const res = await list('?table=employees');
+    expect(res.status).toBe(404);
+    expect(await errorOf(res)).toMatchObject({ code: 'unknown_table' });
+  });
+});

@@ -85,3 +85,17 @@ test('a request that arrives while a refresh is running gets a refresh of its ow
   await idle();
   expect((await duckHires(reader)).map((h) => h.id)).toContain(7001);
 });
+
+test('?wait=1 answers when done, ?wait=0 answers 202 at once, ?wait=yes is a 400 naming wait', async () => {
+  const app = createApp(s);
+  let res = await app.request('/warehouse/refresh?wait=1', { method: 'POST' });
+  expect(res.status).toBe(200);
+  expect(await res.json()).toMatchObject({ status: 'completed', result: expect.any(Object) });
+  res = await app.request('/warehouse/refresh?wait=0', { method: 'POST' });
+  expect(res.status).toBe(202);
+  expect(await res.json()).toEqual({ jobId: expect.any(String) });
+  await idle();
+  res = await app.request('/warehouse/refresh?wait=yes', { method: 'POST' });
+  expect(res.status).toBe(400);
+  expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^wait: /);
+});

@@ -8,5 +8,5 @@ export { layoutOf, type WarehouseLayout } from './layout.js';
 export { startWarehouseWorker } from './processor.js';
 export { sharedReader, WarehouseNotReadyError, type WarehouseInfo, type WarehouseReader } from './reader.js';
 export { refreshWarehouse, type RefreshResult } from './refresh.js';
-export { REFRESH_DEDUP_ID, requestWarehouseRefresh } from './request.js';
+export { REFRESH_DEDUP_ID, refreshNow, requestWarehouseRefresh, type RefreshOutcome } from './request.js';
 export { warehouseStatus, type WarehouseStatus } from './status.js';

@@ -1,4 +1,5 @@
-import type { Services } from '../jobs/index.js';
+import { AppError } from '../core/errors.js';
+import { waitForJob, type Services } from '../jobs/index.js';
 
 /** The deduplication id of the one refresh job that may be waiting at any time. */
 export const REFRESH_DEDUP_ID = 'refresh-pending';
@@ -41,3 +42,23 @@ export async function requestWarehouseRefresh(
   return job.id!;
 }
 
+
+export type RefreshOutcome =
+  | { done: true; jobId: string; status: string; result: unknown }
+  | { done: false; jobId: string; status?: 'queued' | 'running' };
+
+/**
+ * A refresh asked for by a user: it runs now, and with `wait` this waits for it up to
+ * WAREHOUSE_REFRESH_WAIT_MS; past that, the job's current state. A failed refresh is a 500
+ * naming the job.
+ */
+export async function refreshNow(services: Pick<Services, 'config' | 'queues'>, wait: boolean): Promise<RefreshOutcome> {
+  const jobId = await requestWarehouseRefresh(services, 'api', { immediate: true });
+  if (!wait) return { done: false, jobId };
+  const done = await waitForJob(services.queues.warehouse, jobId, services.config.WAREHOUSE_REFRESH_WAIT_MS);
+  if (done.timedOut) return { done: false, jobId, status: done.state === 'active' ? 'running' : 'queued' };
+  if (done.state === 'failed') {
+    throw new AppError(500, 'refresh_failed', `the warehouse refresh failed: ${done.error ?? 'unknown error'}`, { jobId });
+  }
+  return { done: true, jobId, status: done.state, result: done.result };
+}

@@ -3,7 +3,7 @@ import type { Context } from 'hono';
 import type { Services } from '../../jobs/index.js';
 import { departmentsAboveMean, hiresByQuarter, layoutOf, sharedReader, type WarehouseInfo } from '../../warehouse/index.js';
 import { toCsv, wantsCsv } from '../csv-answer.js';
-import { ErrorSchema } from '../schemas.js';
+import { error } from '../schemas.js';
 
 const Query = z.object({
   year: z
@@ -46,11 +46,8 @@ function route(path: string, summary: string, description: string, schema: z.Zod
         headers: refreshedHeaders,
         content: { 'application/json': { schema: z.array(schema) }, 'text/csv': { schema: z.string() } },
       },
-      400: { description: 'year is not an integer in 1900..2100, or format is unknown', content: { 'application/json': { schema: ErrorSchema } } },
-      503: {
-        description: 'The warehouse has not been built yet: POST /warehouse/refresh',
-        content: { 'application/json': { schema: ErrorSchema } },
-      },
+      400: error('year is not an integer in 1900..2100, or format is unknown'),
+      503: error('The warehouse has not been built yet: POST /warehouse/refresh'),
     },
   });
 }

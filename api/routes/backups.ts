@@ -2,8 +2,8 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { listBackups, readManifest, requestBackup, requestRestore, verifyBackup } from '../../backup/index.js';
 import type { Services } from '../../jobs/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
-import { ErrorSchema } from '../schemas.js';
-import { tableFrom } from '../params.js';
+import { tableParam, WaitParam } from '../params.js';
+import { error, json } from '../schemas.js';
 
 const BackupEntrySchema = z
   .object({
@@ -66,22 +66,17 @@ const RestoreResultSchema = z
   })
   .openapi('RestoreResult');
 
-const wait = z
-  .enum(['true', 'false', '1', '0'])
-  .optional()
-  .openapi({ description: 'Answer when the job has finished, with its result' });
 const idParam = z.string().openapi({ param: { name: 'id', in: 'path' }, example: '20261122T030000000Z-1a2b3c' });
-const tableParam = z.string().openapi({ param: { name: 'table', in: 'path' }, example: 'departments' });
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
-const error = (description: string) => json(ErrorSchema, description);
 
 const createBackupRoute = createRoute({
   method: 'post',
   path: '/backups',
   tags: ['backups'],
   summary: 'Back up tables to Avro files, all from one consistent snapshot',
+  description:
+    'The backup runs on the worker: 202 with the job. With `?wait=true`, 200 with the files once written, or 202 with the job\'s current state after BACKUP_WAIT_MS.',
   request: {
-    query: z.object({ wait }),
+    query: z.object({ wait: WaitParam }),
     body: {
       required: false,
       content: {
@@ -93,8 +88,8 @@ const createBackupRoute = createRoute({
   },
   responses: {
     200: json(z.array(BackupEntrySchema), 'With ?wait=true: the files written'),
-    202: json(JobAccepted, 'The backup job is queued (or still running after the wait)'),
-    400: error('Bad body or query'),
+    202: json(JobAccepted, 'The backup job is queued (or still going after BACKUP_WAIT_MS)'),
+    400: error('Bad body or wait'),
   },
 });
 
@@ -103,8 +98,8 @@ const listRoute = createRoute({
   path: '/backups',
   tags: ['backups'],
   summary: 'Backup files, newest first',
-  request: { query: z.object({ table: z.enum(TABLE_NAMES).optional() }) },
-  responses: { 200: json(z.array(BackupEntrySchema), 'Every file of every finished set') },
+  request: { query: z.object({ table: tableParam('query').optional() }) },
+  responses: { 200: json(z.array(BackupEntrySchema), 'Every file of every finished set'), 404: error('Unknown table') },
 });
 
 const manifestRoute = createRoute({
@@ -121,8 +116,8 @@ const verifyRoute = createRoute({
   path: '/backups/{id}/verify',
   tags: ['backups'],
   summary: 'Check a set without restoring it: header, schema, every block, SHA-256 and row count against the manifest',
-  request: { params: z.object({ id: idParam }), query: z.object({ table: z.enum(TABLE_NAMES).optional() }) },
-  responses: { 200: json(VerifySchema, '`ok` is false when any file is damaged; `problem` says how'), 404: error('Unknown backup') },
+  request: { params: z.object({ id: idParam }), query: z.object({ table: tableParam('query').optional() }) },
+  responses: { 200: json(VerifySchema, '`ok` is false when any file is damaged; `problem` says how'), 404: error('Unknown backup or table') },
 });
 
 const restoreRoute = createRoute({
@@ -131,9 +126,9 @@ const restoreRoute = createRoute({
   tags: ['backups'],
   summary: 'Restore one table from a backup, in one transaction',
   description:
-    '`replace` (default) leaves the table exactly as in the backup; `merge` upserts the backup rows and keeps the rest. The file is verified first. A backup row that breaks a data rule refuses the whole restore (422; the rows are kept in the rejects table). Nothing changes on any error.',
+    '`replace` (default) leaves the table exactly as in the backup; `merge` upserts the backup rows and keeps the rest. The file is verified first. A backup row that breaks a data rule refuses the whole restore (422; the rows are kept in the rejects table). Nothing changes on any error. A restore always waits for its job: 202 with the job\'s state if it takes longer than BACKUP_WAIT_MS.',
   request: {
-    params: z.object({ table: tableParam }),
+    params: z.object({ table: tableParam('path') }),
     body: {
       required: false,
       content: {
@@ -148,7 +143,8 @@ const restoreRoute = createRoute({
   },
   responses: {
     200: json(RestoreResultSchema, 'Restored'),
-    202: json(JobAccepted, 'Still running after the wait; the job goes on'),
+    202: json(JobAccepted, 'Still going after BACKUP_WAIT_MS; the job goes on'),
+    400: error('Bad body'),
     404: error('Unknown table or backup'),
     409: error('The restore would break a foreign key; the details name the count'),
     422: error('The file is damaged, of another table, or holds rows that break the data rules'),
@@ -159,8 +155,8 @@ export function registerBackups(app: OpenAPIHono, services: Services): void {
   const root = services.config.dirs.backups;
 
   app.openapi(createBackupRoute, async (c) => {
-    const body = c.req.valid('json') as { tables?: (typeof TABLE_NAMES)[number][] } | undefined;
-    const outcome = await requestBackup(services, body?.tables ?? TABLE_NAMES, isTrue(c.req.valid('query').wait));
+    const { tables } = c.req.valid('json');
+    const outcome = await requestBackup(services, tables ?? TABLE_NAMES, c.req.valid('query').wait);
     if (outcome.done) return c.json(outcome.value, 200);
     return c.json({ jobId: outcome.jobId, status: outcome.status }, 202);
   });
@@ -175,14 +171,10 @@ export function registerBackups(app: OpenAPIHono, services: Services): void {
   });
 
   app.openapi(restoreRoute, async (c) => {
-    const table = tableFrom(c.req.valid('param').table);
-    const body = (c.req.valid('json') ?? {}) as { backup?: string; mode?: 'replace' | 'merge' };
-    const outcome = await requestRestore(services, { table: table.name, mode: body.mode ?? 'replace', ...(body.backup ? { backup: body.backup } : {}) });
+    const { table } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const outcome = await requestRestore(services, { table, mode: body.mode ?? 'replace', ...(body.backup ? { backup: body.backup } : {}) });
     if (outcome.done) return c.json(outcome.value, 200);
     return c.json({ jobId: outcome.jobId, status: outcome.status }, 202);
   });
-}
-
-function isTrue(v: string | undefined): boolean {
-  return v === 'true' || v === '1';
 }

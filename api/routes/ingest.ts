@@ -1,50 +1,50 @@
-import { z } from '@hono/zod-openapi';
-import type { OpenAPIHono } from '@hono/zod-openapi';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { UnsupportedMediaTypeError } from '../../core/errors.js';
+import { TABLES } from '../../core/tables.js';
 import { ingestBatch, parseBody } from '../../ingest/index.js';
 import type { Services } from '../../jobs/index.js';
 import { mediaType, readText } from '../body.js';
-import { ErrorSchema, IngestResultSchema, rowSchemas, TableParam } from '../schemas.js';
-import { tableFrom } from '../params.js';
+import { tableParam } from '../params.js';
+import { error, IngestResultSchema, IngestRowsSchema, json } from '../schemas.js';
+
+const ingestRoute = createRoute({
+  method: 'post',
+  path: '/ingest/{table}',
+  tags: ['ingest'],
+  summary: 'Upsert a batch of 1 to 1000 rows',
+  description:
+    'Valid rows are upserted (a later row with the same id wins); rows that break a data rule are rejected with field and reason, kept in the rejects table and logged. A header line in CSV is skipped.\n\n' +
+    'The path is validated from this declaration; the body is read by hand, not by a schema validator: its bytes are counted while it streams (413 past INGEST_MAX_BYTES), and each row is held to the data rules on its own, so a bad row becomes a reject instead of failing the request.',
+  request: {
+    params: z.object({ table: tableParam('path') }),
+    body: {
+      required: true,
+      content: {
+        // A $ref, not a zod schema: a zod JSON schema here would make the route buffer and
+        // validate the whole body before the handler could count it or reject rows one by one.
+        'application/json': { schema: { $ref: '#/components/schemas/IngestRows' } },
+        'text/csv': { schema: z.string().openapi({ example: '1,Harold Vogt,2021-11-07T02:48:42Z,2,96' }) },
+      },
+    },
+  },
+  responses: {
+    200: json(IngestResultSchema, 'What happened to each row'),
+    400: error('Unparseable or empty body'),
+    404: error('Unknown table'),
+    413: error('More than 1000 rows or too many bytes'),
+    415: error('Not JSON or CSV'),
+  },
+});
 
 export function registerIngest(app: OpenAPIHono, services: Services): void {
   const { config } = services;
+  app.openAPIRegistry.register('IngestRows', IngestRowsSchema);
 
-  // Registered for the docs only: the body is read by hand (streamed byte count, per-row rules,
-  // rejects instead of a failed request), which a schema validator in front would defeat.
-  app.openAPIRegistry.registerPath({
-    method: 'post',
-    path: '/ingest/{table}',
-    tags: ['ingest'],
-    summary: 'Upsert a batch of 1 to 1000 rows',
-    description:
-      'Valid rows are upserted (a later row with the same id wins); rows that break a data rule are rejected with field and reason, kept in the rejects table and logged. A header line in CSV is skipped.',
-    request: {
-      params: z.object({ table: TableParam }),
-      body: {
-        required: true,
-        content: {
-          'application/json': {
-            schema: z.union([z.array(rowSchemas.any), z.object({ rows: z.array(rowSchemas.any) })]),
-          },
-          'text/csv': { schema: z.string().openapi({ example: '1,Harold Vogt,2021-11-07T02:48:42Z,2,96' }) },
-        },
-      },
-    },
-    responses: {
-      200: { description: 'What happened to each row', content: { 'application/json': { schema: IngestResultSchema } } },
-      400: { description: 'Unparseable or empty body', content: { 'application/json': { schema: ErrorSchema } } },
-      404: { description: 'Unknown table', content: { 'application/json': { schema: ErrorSchema } } },
-      413: { description: 'More than 1000 rows or too many bytes', content: { 'application/json': { schema: ErrorSchema } } },
-      415: { description: 'Not JSON or CSV', content: { 'application/json': { schema: ErrorSchema } } },
-    },
-  });
-
-  app.post('/ingest/:table', async (c) => {
-    const table = tableFrom(c.req.param('table'));
+  app.openapi(ingestRoute, async (c) => {
+    const table = TABLES[c.req.valid('param').table];
     const type = mediaType(c.req.header('content-type'));
     if (type === undefined) throw new UnsupportedMediaTypeError(type, ['application/json', 'text/csv']);
     const text = await readText(c.req.raw, config.INGEST_MAX_BYTES);
-    return c.json(await ingestBatch(services, table, parseBody(text, type, table), c.get('requestId')));
+    return c.json(await ingestBatch(services, table, parseBody(text, type, table), c.get('requestId')), 200);
   });
 }

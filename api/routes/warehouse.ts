@@ -1,9 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Services } from '../../jobs/index.js';
-import { AppError } from '../../core/errors.js';
-import { waitForJob } from '../../jobs/index.js';
-import { requestWarehouseRefresh, warehouseStatus } from '../../warehouse/index.js';
-import { ErrorSchema } from '../schemas.js';
+import { refreshNow, warehouseStatus } from '../../warehouse/index.js';
+import { WaitParam } from '../params.js';
+import { error, json } from '../schemas.js';
 
 const StatusSchema = z
   .object({
@@ -21,8 +20,11 @@ const StatusSchema = z
 const RefreshAccepted = z
   .object({
     jobId: z.string(),
-    status: z.string().optional().openapi({ description: 'With wait=true: the job state (completed)' }),
-    result: z.unknown().optional().openapi({ description: 'With wait=true: what the refresh did' }),
+    status: z
+      .string()
+      .optional()
+      .openapi({ description: 'With wait=true: completed (200), or the state it is in (queued, running) after the wait time (202)' }),
+    result: z.unknown().optional().openapi({ description: 'With wait=true, once finished: what the refresh did' }),
   })
   .openapi('WarehouseRefresh');
 
@@ -31,7 +33,7 @@ const statusRoute = createRoute({
   path: '/warehouse',
   tags: ['warehouse'],
   summary: 'Last refresh, row counts and the path of the DuckDB file',
-  responses: { 200: { description: 'Warehouse status', content: { 'application/json': { schema: StatusSchema } } } },
+  responses: { 200: json(StatusSchema, 'Warehouse status') },
 });
 
 const refreshRoute = createRoute({
@@ -40,33 +42,22 @@ const refreshRoute = createRoute({
   tags: ['warehouse'],
   summary: 'Refresh the warehouse now',
   description:
-    'Queues a refresh (joining one already waiting). With wait=true, answers when it has finished (200), or 202 if it takes longer than WAREHOUSE_REFRESH_WAIT_MS.',
+    'Queues a refresh that runs now (joining one already waiting). With `?wait=true`, answers when it has finished (200), or 202 with its current state after WAREHOUSE_REFRESH_WAIT_MS.',
   security: [{ bearer: [] }],
-  request: {
-    query: z.object({
-      wait: z.enum(['true', 'false']).optional().openapi({ param: { name: 'wait', in: 'query' } }),
-    }),
-  },
+  request: { query: z.object({ wait: WaitParam }) },
   responses: {
-    200: { description: 'Finished (wait=true)', content: { 'application/json': { schema: RefreshAccepted } } },
-    202: { description: 'Queued', content: { 'application/json': { schema: RefreshAccepted } } },
-    500: { description: 'The refresh failed', content: { 'application/json': { schema: ErrorSchema } } },
+    200: json(RefreshAccepted, 'Finished (wait=true)'),
+    202: json(RefreshAccepted, 'Queued, or still going after WAREHOUSE_REFRESH_WAIT_MS'),
+    400: error('Bad wait'),
+    500: error('The refresh failed'),
   },
 });
 
 export function registerWarehouse(app: OpenAPIHono, services: Services): void {
-  const { config, queues } = services;
-
   app.openapi(statusRoute, async (c) => c.json(await warehouseStatus(services), 200));
 
   app.openapi(refreshRoute, async (c) => {
-    const jobId = await requestWarehouseRefresh(services, 'api', { immediate: true });
-    if (c.req.valid('query').wait !== 'true') return c.json({ jobId }, 202);
-    const done = await waitForJob(queues.warehouse, jobId, config.WAREHOUSE_REFRESH_WAIT_MS);
-    if (done.timedOut) return c.json({ jobId, status: 'running' }, 202);
-    if (done.state === 'failed') {
-      throw new AppError(500, 'refresh_failed', `the warehouse refresh failed: ${done.error ?? 'unknown error'}`, { jobId });
-    }
-    return c.json({ jobId, status: done.state, result: done.result }, 200);
+    const { done, ...answer } = await refreshNow(services, c.req.valid('query').wait);
+    return done ? c.json(answer, 200) : c.json(answer, 202);
   });
 }
