@@ -136,11 +136,13 @@ export class LocalQueue implements JobQueue {
 
   private readonly host: JobHost = {
     promote: (job) => {
-      if (job.state !== 'delayed') throw new Error(`job ${job.id} is not delayed`);
+      // The messages are BullMQ's, so a caller reads the same refusal from either runner.
+      if (job.state !== 'delayed') throw new Error(`Job ${job.id} is not in the delayed state. promote`);
       this.enqueue(job);
     },
     moveToDelayed: (job, timestamp, token) => {
-      if (job.state !== 'active' || token !== job.token) throw new Error(`job ${job.id} is not active under this token`);
+      if (job.state !== 'active' || job.token === undefined) throw new Error(`Missing lock for job ${job.id}. moveToDelayed`);
+      if (token !== job.token) throw new Error(`Lock mismatch for job ${job.id}. Cmd moveToDelayed from active`);
       job.token = undefined;
       this.delay(job, timestamp);
     },

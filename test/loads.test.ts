@@ -3,10 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { startWorkers, type Workers } from '../worker/index.js';
+import { CHALLENGE_DIR } from './support/http.js';
 import { createTestServices, type TestServices } from './support/services.js';
-
-const CHALLENGE = path.resolve(import.meta.dirname, '../../shared/data/challenge');
-const challengeDir = process.env.CHALLENGE_DIR ?? CHALLENGE;
 
 let s: TestServices;
 let workers: Workers;
@@ -42,11 +40,11 @@ async function tableDigest(table: string): Promise<string> {
 describe('the challenge files, one request per file', () => {
   test('1999 read, 1929 written, 70 rejects with line, raw and reasons', async () => {
     for (const t of ['departments', 'jobs']) {
-      const res = await postCsv(t, await readFile(path.join(challengeDir, `${t}.csv`)));
+      const res = await postCsv(t, await readFile(path.join(CHALLENGE_DIR, `${t}.csv`)));
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({ table: t, status: 'succeeded', rejected: 0 });
     }
-    const res = await postCsv('hired_employees', await readFile(path.join(challengeDir, 'hired_employees.csv')));
+    const res = await postCsv('hired_employees', await readFile(path.join(CHALLENGE_DIR, 'hired_employees.csv')));
     expect(res.status).toBe(200);
     const load = await res.json();
     expect(load).toMatchObject({ status: 'succeeded', rowsRead: 1999, inserted: 1929, updated: 0, unchanged: 0, rejected: 70, error: null });
@@ -54,7 +52,7 @@ describe('the challenge files, one request per file', () => {
 
     const rejects = await rejectsOf(load.id);
     expect(rejects).toHaveLength(70);
-    const lines = (await readFile(path.join(challengeDir, 'hired_employees.csv'), 'utf8')).split('\n');
+    const lines = (await readFile(path.join(CHALLENGE_DIR, 'hired_employees.csv'), 'utf8')).split('\n');
     for (const r of rejects) {
       expect(r.raw).toBe(lines[r.line - 1]);
       expect(r.errors.length).toBeGreaterThan(0);
@@ -73,7 +71,7 @@ describe('the challenge files, one request per file', () => {
 
   test('loading the same file again changes nothing and says so', async () => {
     const before = await tableDigest('hired_employees');
-    await writeFile(path.join(s.config.dirs.landing, 'again.csv'), await readFile(path.join(challengeDir, 'hired_employees.csv')));
+    await writeFile(path.join(s.config.dirs.landing, 'again.csv'), await readFile(path.join(CHALLENGE_DIR, 'hired_employees.csv')));
     const res = await app.request('/loads?wait=true', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -101,7 +99,7 @@ describe('one multipart request with the three files', () => {
     const form = new FormData();
     // hired_employees first in the body: the order of the parts must not matter.
     for (const t of ['hired_employees', 'departments', 'jobs']) {
-      form.append(t, new Blob([await readFile(path.join(challengeDir, `${t}.csv`))], { type: 'text/csv' }), `${t}.csv`);
+      form.append(t, new Blob([await readFile(path.join(CHALLENGE_DIR, `${t}.csv`))], { type: 'text/csv' }), `${t}.csv`);
     }
     const res = await createApp(m).request('/loads?wait=true', { method: 'POST', body: form });
     expect(res.status).toBe(200);

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
@@ -29,7 +30,8 @@ interface Line {
 test('another process reads the published file while refreshes run, and the API picks up each new version', async () => {
   const file = layoutOf(s.config.dirs.warehouse).duckdb;
   const script = fileURLToPath(new URL('./support/duck-reader.mjs', import.meta.url));
-  const child = spawn(process.execPath, [script, file, '2500'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // It reads until its stdin closes: after the last refresh, not after a guessed duration.
+  const child = spawn(process.execPath, [script, file], { stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: Line[] = [];
   let buffer = '';
   let ready!: () => void;
@@ -61,6 +63,8 @@ test('another process reads the published file while refreshes run, and the API 
     versions.push(res.headers.get('x-warehouse-version')!);
   }
   expect(new Set(versions).size).toBe(5);
+  for (let i = 0; lines.filter((l) => l.fresh !== undefined).length <= 5 && i < 500; i++) await sleep(20);
+  child.stdin.end();
 
   expect(await exited, stderr).toBe(0);
   expect(lines.filter((l) => l.error)).toEqual([]);

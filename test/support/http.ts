@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const CHALLENGE_DIR = fileURLToPath(new URL('../../../shared/data/challenge/', import.meta.url));
+/** The challenge's three CSV files, byte for byte, kept in the repository so a bare clone can test. */
+export const CHALLENGE_DIR = fileURLToPath(new URL('../fixtures/challenge/', import.meta.url));
 
 export async function challengeLines(table: string): Promise<string[]> {
   const text = await readFile(path.join(CHALLENGE_DIR, `${table}.csv`), 'utf8');
