@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { PoolClient } from '../core/db.js';
 import { ConflictError } from '../core/errors.js';
 import type { TableDef } from '../core/tables.js';
+import { diffStatement } from '../pg/index.js';
 import { STAGE } from './avro-to-copy.js';
 
 /**
@@ -22,21 +23,7 @@ export interface DiffCounts {
 
 /** Builds `restore_diff` and counts it. `unchanged` = staged rows that match the table already. */
 export async function buildDiff(client: PoolClient, table: TableDef, mode: 'replace' | 'merge'): Promise<DiffCounts> {
-  const cols = table.columns.map((c) => q(c.name));
-  const rest = cols.filter((n) => n !== '"id"');
-  const differs = `(${rest.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `s.${n}`).join(', ')})`;
-  const t = q(table.name);
-  const sql =
-    mode === 'replace'
-      ? `CREATE TEMP TABLE ${DIFF} ON COMMIT DROP AS
-         SELECT coalesce(s.id, t.id) AS id, ${rest.map((n) => `s.${n}`).join(', ')},
-                CASE WHEN s.id IS NULL THEN 'd' WHEN t.id IS NULL THEN 'i' ELSE 'u' END AS op
-           FROM ${STAGE} s FULL JOIN ${t} t ON t.id = s.id
-          WHERE s.id IS NULL OR t.id IS NULL OR ${differs}`
-      : `CREATE TEMP TABLE ${DIFF} ON COMMIT DROP AS
-         SELECT s.id, ${rest.map((n) => `s.${n}`).join(', ')}, CASE WHEN t.id IS NULL THEN 'i' ELSE 'u' END AS op
-           FROM ${STAGE} s LEFT JOIN ${t} t ON t.id = s.id
-          WHERE t.id IS NULL OR ${differs}`;
+  const sql = diffStatement(table, STAGE, DIFF, mode);
   await client.query(sql);
   await client.query(`ANALYZE ${DIFF}`);
   const { rows } = await client.query<{ i: number; u: number; d: number; staged: number }>(

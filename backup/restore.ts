@@ -2,11 +2,12 @@ import path from 'node:path';
 import pg from 'pg';
 import { storeRejects, type Reject } from '../pg/index.js';
 import { copyIn } from '../pg/index.js';
+import { missingFlag, missingReference, referenceChecks, referencesTo, unknownReference } from '../pg/index.js';
 import type { Services } from '../jobs/index.js';
 import { withTransaction, type PoolClient } from '../core/db.js';
 import { AppError, ConflictError, UnprocessableError } from '../core/errors.js';
 import { requestWarehouseRefresh } from '../warehouse/index.js';
-import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../core/tables.js';
+import { TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroReading, BackupFileError, readBackupFile } from './read.js';
 import { applyDiff, buildDiff, DIFF, dropIndexesAndForeignKeys, type DiffCounts } from './diff.js';
 import { AvroToCopy, createStageSql, STAGE, type ValidateToCopy } from './avro-to-copy.js';
@@ -138,31 +139,28 @@ async function refuseUnknownReferences(
   rejects: Reject[],
   source: (table: TableDef) => { count: string; sample: string },
 ): Promise<void> {
-  const refs = table.columns.filter((c) => c.references);
+  const refs = referenceChecks(table);
   if (refs.length === 0) return;
-  const missingIn = (alias: string) =>
-    refs.map((c) => `NOT EXISTS (SELECT 1 FROM ${q(c.references!)} p WHERE p.id = ${alias}.${q(c.name)})`);
   const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM ${source(table).count} AND (${missingIn('d').join(' OR ')})`,
+    `SELECT count(*)::int AS n FROM ${source(table).count} AND (${refs.map((r) => missingReference(r, 'd')).join(' OR ')})`,
   );
   const n = rows[0]!.n;
   if (n === 0) return;
-  const missing = missingIn('s');
   const cols = table.columns.map((c) => `s.${q(c.name)}`).join(', ');
-  const flags = refs.map((c, i) => `${missing[i]} AS ${q(`missing_${c.name}`)}`).join(', ');
+  const flags = refs.map((r) => missingFlag(r, 's')).join(', ');
   const sample = await client.query<Record<string, unknown>>(
-    `SELECT ${cols}, s.pos, ${flags} FROM ${source(table).sample} WHERE ${missing.join(' OR ')} ORDER BY s.pos LIMIT ${MAX_STORED_REJECTS}`,
+    `SELECT ${cols}, s.pos, ${flags} FROM ${source(table).sample} WHERE ${refs.map((r) => missingReference(r, 's')).join(' OR ')} ORDER BY s.pos LIMIT ${MAX_STORED_REJECTS}`,
   );
   for (const row of sample.rows) {
     const values = Object.fromEntries(table.columns.map((c) => [c.name, row[c.name] instanceof Date ? (row[c.name] as Date).toISOString() : row[c.name]]));
     rejects.push({
       position: Number(row.pos),
       raw: JSON.stringify(values),
-      errors: refs.filter((c) => row[`missing_${c.name}`]).map((c) => ({ field: c.name, message: `unknown ${c.name} ${String(row[c.name])}` })),
+      errors: refs.filter((r) => row[r.flag]).map((r) => unknownReference(r, row[r.column])),
     });
   }
   throw new ConflictError(
-    `${n} ${table.name} rows of backup ${backup} name a ${refs.map((c) => c.references).join(' or ')} id that does not exist; restore those first. Nothing was restored`,
+    `${n} ${table.name} rows of backup ${backup} name a ${refs.map((r) => r.references).join(' or ')} id that does not exist; restore those first. Nothing was restored`,
     { table: table.name, rows: n, rejects: rejects.slice(0, 20) },
   );
 }
@@ -222,9 +220,8 @@ async function restoreIntoEmpty(
     return null;
   }
   const isFk = (s: string) => / FOREIGN KEY /.test(s);
-  const refs = table.columns.filter((c) => c.references).length;
   // Without all of its foreign keys to validate the rows, check them explicitly first.
-  if (rebuild.filter(isFk).length < refs) await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
+  if (rebuild.filter(isFk).length < referenceChecks(table).length) await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
   for (const statement of rebuild.filter((s) => !isFk(s))) await client.query(statement);
   await client.query('SAVEPOINT restore_direct_fks');
   try {
@@ -242,20 +239,19 @@ async function restoreIntoEmpty(
 /** Replace mode: ids the backup lacks would be deleted; refuse when other tables still use them. */
 async function refuseOrphans(client: PoolClient, table: TableDef): Promise<void> {
   const gone = `SELECT id FROM ${DIFF} WHERE op = 'd'`;
-  for (const child of TABLE_NAMES.map((t) => TABLES[t])) {
-    for (const col of child.columns.filter((c) => c.references === table.name)) {
-      const { rows } = await client.query<{ rows: number; ids: number; sample: number[] | null }>(
-        `SELECT count(*)::int AS rows, count(DISTINCT c.${q(col.name)})::int AS ids,
-                (array_agg(DISTINCT c.${q(col.name)}))[1:10] AS sample
-           FROM ${q(child.name)} c WHERE c.${q(col.name)} IN (${gone})`,
+  for (const { child, check } of referencesTo(table.name)) {
+    const col = q(check.column);
+    const { rows } = await client.query<{ rows: number; ids: number; sample: number[] | null }>(
+      `SELECT count(*)::int AS rows, count(DISTINCT c.${col})::int AS ids,
+              (array_agg(DISTINCT c.${col}))[1:10] AS sample
+         FROM ${q(child.name)} c WHERE c.${col} IN (${gone})`,
+    );
+    const r = rows[0]!;
+    if (r.rows > 0) {
+      throw new ConflictError(
+        `replacing ${table.name} would leave ${r.rows} ${child.name} rows without their ${table.name} row: the backup lacks ${r.ids} ${table.name} id(s) they use (${(r.sample ?? []).join(', ')}${r.ids > 10 ? ', …' : ''}). Nothing was restored`,
+        { table: table.name, referencedBy: child.name, column: check.column, rows: r.rows, ids: r.ids, sample: r.sample ?? [] },
       );
-      const r = rows[0]!;
-      if (r.rows > 0) {
-        throw new ConflictError(
-          `replacing ${table.name} would leave ${r.rows} ${child.name} rows without their ${table.name} row: the backup lacks ${r.ids} ${table.name} id(s) they use (${(r.sample ?? []).join(', ')}${r.ids > 10 ? ', …' : ''}). Nothing was restored`,
-          { table: table.name, referencedBy: child.name, column: col.name, rows: r.rows, ids: r.ids, sample: r.sample ?? [] },
-        );
-      }
     }
   }
 }

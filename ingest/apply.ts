@@ -1,8 +1,7 @@
 import pg from 'pg';
 import { isTransientPgError, type Pool, type PoolClient } from '../core/db.js';
 import type { RowBatch, TableDef, TableName } from '../core/tables.js';
-import type { Reject } from '../pg/index.js';
-
+import { missingFlag, referenceChecks, unknownReference, upsertIfDifferent, type Reject } from '../pg/index.js';
 
 export interface ApplyResult {
   inserted: number;
@@ -17,40 +16,32 @@ const q = pg.escapeIdentifier;
 const statements = new Map<TableName, string>();
 
 /**
- * One statement per table, derived from the data dictionary: unnest the column arrays, find rows
- * whose references do not exist (set-based, by LEFT JOIN), keep the last valid row per id
- * (rows apply in order, so the later one wins), upsert those, and return what happened. Rows whose
- * values equal the stored ones are not rewritten, so a retried batch changes nothing at all.
+ * One statement per table, derived from the data dictionary: unnest the column arrays, flag rows
+ * whose references do not exist (set-based), keep the last valid row per id (rows apply in order,
+ * so the later one wins), upsert those, and return what happened. Rows whose values equal the
+ * stored ones are not rewritten, so a retried batch changes nothing at all.
  */
 export function upsertStatement(table: TableDef): string {
   const cached = statements.get(table.name);
   if (cached) return cached;
   const cols = table.columns;
   const names = cols.map((c) => q(c.name));
-  const refs = cols.filter((c) => c.references);
+  const refs = referenceChecks(table);
   const unnest = cols.map((c, i) => `$${i + 1}::${c.pgType}[]`).join(', ');
-  const missing = refs.map((c, i) => `(r${i}.id IS NULL) AS ${q(`missing_${c.name}`)}`);
-  const joins = refs.map((c, i) => `LEFT JOIN ${q(c.references!)} r${i} ON r${i}.id = i.${q(c.name)}`);
-  const valid = refs.length ? refs.map((c) => `NOT ${q(`missing_${c.name}`)}`).join(' AND ') : 'true';
-  const rest = names.filter((n) => n !== '"id"');
+  const flags = refs.map((r) => q(r.flag));
+  const valid = refs.length ? flags.map((f) => `NOT ${f}`).join(' AND ') : 'true';
   const sql = `
 WITH input AS (
   SELECT * FROM unnest(${unnest}, $${cols.length + 1}::integer[]) AS i(${names.join(', ')}, pos)
 ), checked AS (
-  SELECT i.*${missing.map((m) => `, ${m}`).join('')} FROM input i ${joins.join(' ')}
-), latest AS (
-  SELECT DISTINCT ON (id) ${names.join(', ')} FROM checked WHERE ${valid} ORDER BY id, pos DESC
+  SELECT i.*${refs.map((r) => `, ${missingFlag(r, 'i')}`).join('')} FROM input i
 ), upserted AS (
-  INSERT INTO ${q(table.name)} AS t (${names.join(', ')})
-  SELECT ${names.join(', ')} FROM latest ORDER BY id
-  ON CONFLICT (id) DO UPDATE SET ${rest.map((n) => `${n} = EXCLUDED.${n}`).join(', ')}
-  WHERE (${rest.map((n) => `t.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `EXCLUDED.${n}`).join(', ')})
-  RETURNING t.id, (t.xmax = 0) AS inserted
+  ${upsertIfDifferent(table, { from: 'checked', where: valid, lastBy: 'pos' })}
 )
-SELECT id, inserted, NULL::integer AS pos${refs.map((c) => `, NULL::boolean AS ${q(`missing_${c.name}`)}`).join('')}
+SELECT id, inserted, NULL::integer AS pos${flags.map((f) => `, NULL::boolean AS ${f}`).join('')}
   FROM upserted
 UNION ALL
-SELECT NULL, NULL, pos${refs.map((c) => `, ${q(`missing_${c.name}`)}`).join('')}
+SELECT NULL, NULL, pos${flags.map((f) => `, ${f}`).join('')}
   FROM checked WHERE NOT (${valid})`;
   statements.set(table.name, sql);
   return sql;
@@ -120,7 +111,7 @@ export async function applyBatch(
     }
   }
 
-  const refs = table.columns.filter((c) => c.references);
+  const refs = referenceChecks(table);
   const rejected = new Set<number>();
   const written = new Map<number, boolean>();
   for (const row of rows) {
@@ -133,12 +124,7 @@ export async function applyBatch(
     result.rejects.push({
       position: batch.positions[pos]!,
       raw: rawOf(pos),
-      errors: refs
-        .filter((c) => row[`missing_${c.name}`])
-        .map((c) => ({
-          field: c.name,
-          message: `unknown ${c.name} ${String(batch.columns[table.columns.indexOf(c)]![pos])}`,
-        })),
+      errors: refs.filter((r) => row[r.flag]).map((r) => unknownReference(r, batch.columns[r.index]![pos])),
     });
   }
   result.rejects.sort((a, b) => a.position - b.position);

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { storeRejects, type Reject } from '../pg/index.js';
 import { copyIn, isEmbeddedPostgres } from '../pg/index.js';
+import { findMissingReferences, referenceChecks, unknownReference, upsertIfDifferent, type ReferenceCheck } from '../pg/index.js';
 import type { Pool, PoolClient } from '../core/db.js';
 import { UnprocessableError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -45,8 +46,7 @@ interface Plan {
  */
 export class ChunkWriter {
   private readonly stageTable: string;
-  private readonly names: string[];
-  private readonly refCols: { name: string; references: string }[];
+  private readonly refs: readonly ReferenceCheck[];
   private started = 0;
 
   private constructor(
@@ -57,8 +57,7 @@ export class ChunkWriter {
     private readonly log: Logger,
   ) {
     this.stageTable = `load_stage_${table.name}`;
-    this.names = table.columns.map((c) => q(c.name));
-    this.refCols = table.columns.filter((c) => c.references).map((c) => ({ name: c.name, references: c.references! }));
+    this.refs = referenceChecks(table);
   }
 
   static async open(connection: pg.PoolConfig, table: TableDef, loadId: string, setBasedFk: boolean, log: Logger): Promise<ChunkWriter> {
@@ -85,7 +84,7 @@ export class ChunkWriter {
         // Sorting a chunk by id (DISTINCT ON, lock order) in memory, not in temporary files.
         await client.query(`SET work_mem = '64MB'`);
       }
-      if (setBasedFk && !shared && w.refCols.length > 0) {
+      if (setBasedFk && !shared && w.refs.length > 0) {
         try {
           await client.query('SET session_replication_role = replica');
         } catch (err) {
@@ -232,14 +231,8 @@ export class ChunkWriter {
   /** Locks the referenced rows the chunk names (FOR KEY SHARE) and returns, per reference, the ids that do not exist. */
   private async lockReferences(chunk: Chunk): Promise<Set<number>[]> {
     const out: Set<number>[] = [];
-    for (let r = 0; r < this.refCols.length; r++) {
-      const wanted = [...new Set(chunk.refs[r]!)].sort((a, b) => a - b);
-      const { rows } = await this.client.query<{ id: number }>(
-        `SELECT id FROM ${q(this.refCols[r]!.references)} WHERE id = ANY($1::integer[]) ORDER BY id FOR KEY SHARE`,
-        [wanted],
-      );
-      const found = new Set(rows.map((x) => x.id));
-      out.push(new Set(wanted.filter((id) => !found.has(id))));
+    for (let r = 0; r < this.refs.length; r++) {
+      out.push(await findMissingReferences(this.client, this.refs[r]!, chunk.refs[r]!, { lock: true }));
     }
     return out;
   }
@@ -253,9 +246,9 @@ export class ChunkWriter {
     for (let i = 0; i < chunk.ids.length; i++) {
       const end = chunk.copyEnds[i]!;
       let errors: Reject['errors'] | undefined;
-      for (let r = 0; r < this.refCols.length; r++) {
+      for (let r = 0; r < this.refs.length; r++) {
         const v = chunk.refs[r]![i]!;
-        if (missing[r]!.has(v)) (errors ??= []).push({ field: this.refCols[r]!.name, message: `unknown ${this.refCols[r]!.name} ${v}` });
+        if (missing[r]!.has(v)) (errors ??= []).push(unknownReference(this.refs[r]!, v));
       }
       if (errors) refRejects.push({ position: chunk.lines[i]!, raw: await rawAt(chunk.starts[i]!, chunk.ends[i]!), errors });
       else {
@@ -271,31 +264,20 @@ export class ChunkWriter {
   }
 
   private async upsert(chunk: Chunk): Promise<{ inserted: number; updated: number }> {
-    const names = this.names;
-    const rest = names.filter((n) => n !== '"id"');
-    const t = q(this.table.name);
-    const source = chunk.duplicates
-      ? `SELECT DISTINCT ON (id) ${names.join(', ')} FROM ${q(this.stageTable)} ORDER BY id, seq DESC`
-      : `SELECT ${names.join(', ')} FROM ${q(this.stageTable)}${chunk.sorted ? '' : ' ORDER BY id'}`;
-    const differs = (a: string, b: string) =>
-      `(${rest.map((n) => `${a}.${n}`).join(', ')}) IS DISTINCT FROM (${rest.map((n) => `${b}.${n}`).join(', ')})`;
-    // Rows equal to the stored ones are left out before the upsert: ON CONFLICT would still lock
-    // (and so write) every one of them. The probe is one primary-key lookup per row, in id order;
-    // the staging table has no statistics, so the planner is told not to scan the whole table.
+    // Rows equal to the stored ones are left out before the upsert (skipEqual). The probe is one
+    // primary-key lookup per row, in id order; the staging table has no statistics, so the planner
+    // is told not to scan the whole table.
     await this.client.query('SET LOCAL enable_hashjoin = off');
     await this.client.query('SET LOCAL enable_mergejoin = off');
+    const upsert = upsertIfDifferent(this.table, {
+      from: this.stageTable,
+      lastBy: chunk.duplicates ? 'seq' : undefined,
+      sorted: chunk.sorted,
+      skipEqual: true,
+    });
     const { rows } = await this.client.query<{ inserted: number; updated: number }>(
-      `WITH src AS (${source}),
-       changed AS (
-         SELECT src.* FROM src LEFT JOIN ${t} cur ON cur.id = src.id
-          WHERE cur.id IS NULL${rest.length ? ` OR ${differs('cur', 'src')}` : ''}
-       ),
-       up AS (
-         INSERT INTO ${t} AS t (${names.join(', ')}) SELECT ${names.join(', ')} FROM changed
-         ON CONFLICT (id) ${rest.length ? `DO UPDATE SET ${rest.map((n) => `${n} = EXCLUDED.${n}`).join(', ')} WHERE ${differs('t', 'EXCLUDED')}` : 'DO NOTHING'}
-         RETURNING (t.xmax = 0) AS ins
-       )
-       SELECT count(*) FILTER (WHERE ins)::integer AS inserted, count(*) FILTER (WHERE NOT ins)::integer AS updated FROM up`,
+      `WITH up AS (${upsert})
+       SELECT count(*) FILTER (WHERE inserted)::integer AS inserted, count(*) FILTER (WHERE NOT inserted)::integer AS updated FROM up`,
     );
     return rows[0]!;
   }

@@ -6,3 +6,13 @@
 export { copyIn, isEmbeddedPostgres, type CopyColumn, type CopyFormat } from './copy-in.js';
 export { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js';
 export { storeRejects, type Reject, type RejectSource } from './rejects.js';
+export { diffStatement, rowDiffers, upsertIfDifferent, type UpsertSource } from './upsert.js';
+export {
+  findMissingReferences,
+  missingFlag,
+  missingReference,
+  referenceChecks,
+  referencesTo,
+  unknownReference,
+  type ReferenceCheck,
+} from './references.js';
