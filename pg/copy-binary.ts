@@ -158,7 +158,10 @@ export class BinaryCopyReader {
   /** True once the trailer was read. */
   ended = false;
   private headerDone = false;
-  private rest: Buffer | null = null;
+  /** The unread end of the data so far (a row cut short), in pieces until `need` bytes are there. */
+  private rest: Buffer[] = [];
+  private restBytes = 0;
+  private need = 0;
   private readonly decoders: Decode[];
   private readonly lengths: number[];
   private readonly values: CopyValue[];
@@ -173,18 +176,28 @@ export class BinaryCopyReader {
   }
 
   read(chunk: Buffer, onRow: (values: CopyValue[]) => void): void {
-    const buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    let buf = chunk;
+    if (this.restBytes > 0) {
+      // Joined once enough has come for the next step: a large row in small chunks costs no more than its size.
+      this.rest.push(chunk);
+      this.restBytes += chunk.length;
+      if (this.restBytes < this.need) return;
+      buf = Buffer.concat(this.rest, this.restBytes);
+      this.rest = [];
+      this.restBytes = 0;
+    }
+    const end = buf.length;
     let pos = 0;
     if (!this.headerDone) {
-      pos = this.header(buf);
-      if (pos < 0) {
-        this.rest = buf;
-        return;
-      }
+      const start = this.headerBytes(buf);
+      if (end < start) return this.keep(buf, 0, start);
+      this.headerDone = true;
+      pos = start;
     }
     const n = this.types.length;
-    const end = buf.length;
     const { decoders, lengths, values } = this;
+    /** Bytes from `pos` the next step needs, when it stops for more. */
+    let need = 2;
     while (!this.ended && end - pos >= 2) {
       const count = buf.readInt16BE(pos);
       if (count === -1) {
@@ -196,7 +209,10 @@ export class BinaryCopyReader {
       let p = pos + 2;
       let i = 0;
       for (; i < n; i++) {
-        if (end - p < 4) break;
+        if (end - p < 4) {
+          need = p + 4 - pos;
+          break;
+        }
         const len = buf.readInt32BE(p);
         p += 4;
         if (len < 0) {
@@ -206,7 +222,10 @@ export class BinaryCopyReader {
         }
         const want = lengths[i]!;
         if (want >= 0 && len !== want) throw new Error(`COPY row ${this.rows + 1}: a ${this.types[i]} field of ${len} bytes`);
-        if (len > end - p) break;
+        if (len > end - p) {
+          need = p + len - pos;
+          break;
+        }
         values[i] = decoders[i]!(buf, p, len);
         p += len;
       }
@@ -214,27 +233,32 @@ export class BinaryCopyReader {
       this.rows++;
       onRow(values);
       pos = p;
+      need = 2;
     }
-    if (this.ended && pos < end) throw new Error('data after the end of the COPY data');
-    this.rest = pos < end ? buf.subarray(pos) : null;
+    if (pos === end) return;
+    if (this.ended) throw new Error('data after the end of the COPY data');
+    this.keep(buf, pos, need);
   }
 
   /** Throws when the data stopped inside a row (or the header); `ended` tells whether the trailer came. */
   end(): void {
     if (!this.headerDone) throw new Error('COPY data ended before its header');
-    if (this.rest) throw new Error('COPY data ended in the middle of a row');
+    if (this.restBytes > 0) throw new Error('COPY data ended in the middle of a row');
   }
 
-  /** Where the rows start, or -1 while the header is incomplete. */
-  private header(buf: Buffer): number {
-    if (buf.length < HEADER.length) return -1;
+  private keep(buf: Buffer, from: number, need: number): void {
+    this.rest = [buf.subarray(from)];
+    this.restBytes = buf.length - from;
+    this.need = need;
+  }
+
+  /** The header's length (signature, flags, extension), checked as far as `buf` goes. */
+  private headerBytes(buf: Buffer): number {
+    if (buf.length < HEADER.length) return HEADER.length;
     if (!buf.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new Error('not a binary COPY stream');
     // The high 16 flag bits are critical (bit 16: OIDs included): none is understood here.
     if (buf.readUInt16BE(SIGNATURE.length) !== 0) throw new Error('binary COPY header with unsupported flags');
-    const start = HEADER.length + buf.readUInt32BE(SIGNATURE.length + 4);
-    if (buf.length < start) return -1;
-    this.headerDone = true;
-    return start;
+    return HEADER.length + buf.readUInt32BE(SIGNATURE.length + 4);
   }
 }
 
