@@ -353,14 +353,14 @@ export class BinaryCopyWriter {
       const v = values[i];
       const type = types[i]!;
       if (v === null || v === undefined) o = putNull(buf, o);
-      else if (type === 'integer') {
-        if (typeof v !== 'number' || (v | 0) !== v) throw new RangeError(`not an integer: ${String(v)}`);
-        o = putInt4(buf, o, v);
-      }
-      else if (type === 'text') o = putText(buf, o, v as string);
-      else if (type === 'timestamptz') o = putTimestamp(buf, o, v as Micros);
-      else o = putInt8(buf, o, v as number | bigint);
+      else if (typeof v === 'string' && type === 'text') o = putText(buf, o, v);
+      else if (typeof v === 'string' || type === 'text') throw new TypeError(`not a ${type} value: ${String(v)}`);
+      else if (type === 'timestamptz') o = putTimestamp(buf, o, v);
+      else if (type === 'bigint') o = putInt8(buf, o, v);
+      else if (typeof v === 'number' && (v | 0) === v) o = putInt4(buf, o, v);
+      else throw new RangeError(`not an integer: ${String(v)}`);
     }
+    // Only a whole row moves `o`: a value refused above leaves no partial row behind.
     this.o = o;
   }
 

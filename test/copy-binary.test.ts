@@ -103,6 +103,8 @@ test('broken data is refused, naming the problem', () => {
   expect(() => write([[1.5, 'x', 0, 0]])).toThrow(RangeError);
   expect(() => write([[1, 'x', 0.5, 0]])).toThrow(RangeError);
   expect(() => write([[1, 'x', 0, 2 ** 60]])).toThrow(RangeError);
+  expect(() => write([[1, 5, 0, 0]])).toThrow(TypeError);
+  expect(() => write([[1, 'x', '2020-01-01', 0]])).toThrow(TypeError);
 });
 
 describe('against PostgreSQL', () => {
