@@ -2,9 +2,20 @@ import { Transform, type TransformCallback } from 'node:stream';
 import avro from 'avsc';
 import { HEADER, MAGIC } from './avro-writer.js';
 import pg from 'pg';
-import type { Reject } from '../pg/index.js';
+import {
+  BinaryCopyWriter,
+  fieldBytes,
+  microsToIso,
+  putFieldCount,
+  putInt4,
+  putInt8,
+  putText,
+  putTextBytes,
+  putTimestamp,
+  type Micros,
+  type Reject,
+} from '../pg/index.js';
 import { RowBatch, type TableDef } from '../core/tables.js';
-import { microsToIso, type Micros } from './avro.js';
 
 /**
  * The staging side of a restore: records decoded from a backup go through the data rules
@@ -20,19 +31,6 @@ export const STAGE = 'restore_stage';
 export function createStageSql(table: TableDef): string {
   const cols = table.columns.map((c) => `${q(c.name)} ${c.pgType} NOT NULL`).join(', ');
   return `CREATE TEMP TABLE ${STAGE} (${cols}, pos bigint NOT NULL) ON COMMIT DROP`;
-}
-
-const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
-/** Microseconds from 1970-01-01 (Avro) to 2000-01-01 (PostgreSQL). */
-const PG_EPOCH_US = 946_684_800_000_000;
-const CHUNK = 256 * 1024;
-const TWO_32 = 2 ** 32;
-
-/** A safe integer as a big-endian int64, without a BigInt per value. */
-function writeInt64(buf: Buffer, v: number, o: number): number {
-  const hi = Math.floor(v / TWO_32);
-  o = buf.writeInt32BE(hi, o);
-  return buf.writeUInt32BE(v - hi * TWO_32, o);
 }
 
 /** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in Unix microseconds: the years `microsToIso` writes in 4 digits. */
@@ -58,8 +56,8 @@ export class ValidateToCopy extends Transform {
   protected readonly names: string[];
   protected readonly withPosition: boolean;
   private readonly texts: string[];
-  protected buf = Buffer.allocUnsafe(CHUNK);
-  protected o = 0;
+  /** The binary COPY rows, handed on in chunks as this stream's output. */
+  protected readonly copy: BinaryCopyWriter;
   protected position = 0;
   protected lastId = 0;
   /** True while ids arrive strictly increasing, as every backup this service writes has them. */
@@ -79,9 +77,7 @@ export class ValidateToCopy extends Transform {
     this.kinds = table.columns.map((c) => (c.pgType === 'text' ? 'text' : c.pgType === 'timestamptz' ? 'micros' : 'int'));
     this.withPosition = opts.withPosition ?? true;
     this.texts = new Array(table.columns.length);
-    const header = Buffer.alloc(19);
-    SIGNATURE.copy(header, 0); // flags and header extension length: zero
-    this.o = header.copy(this.buf, 0);
+    this.copy = new BinaryCopyWriter((chunk) => this.push(chunk));
   }
 
   /** Records read so far (valid or not). */
@@ -93,14 +89,11 @@ export class ValidateToCopy extends Transform {
     const pos = this.position++;
     if (this.fits(rec)) this.writeRow(rec, pos);
     else this.slow(rec, pos);
-    if (this.o >= CHUNK - 4096) this.pushChunk();
     cb();
   }
 
   override _flush(cb: TransformCallback): void {
-    this.ensure(2);
-    this.o = this.buf.writeInt16BE(-1, this.o);
-    this.pushChunk();
+    this.copy.end();
     cb();
   }
 
@@ -150,19 +143,6 @@ export class ValidateToCopy extends Transform {
     this.writeRow(row, pos);
   }
 
-  protected ensure(need: number): void {
-    if (this.o + need <= this.buf.length) return;
-    this.pushChunk();
-    if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
-  }
-
-  protected pushChunk(): void {
-    if (this.o === 0) return;
-    this.push(this.buf.subarray(0, this.o));
-    this.buf = Buffer.allocUnsafe(CHUNK);
-    this.o = 0;
-  }
-
   /** Appends one valid row (timestamps as microseconds) as a binary COPY tuple. */
   protected writeRow(row: Record<string, unknown>, pos: number): void {
     const kinds = this.kinds;
@@ -172,32 +152,20 @@ export class ValidateToCopy extends Transform {
       if (kinds[c] === 'text') {
         const s = row[this.names[c]!] as string;
         this.texts[c] = s;
-        need += 4 + 3 * s.length; // UTF-8 takes at most 3 bytes per UTF-16 unit
+        need += fieldBytes('text', s);
       } else need += 12;
     }
-    this.ensure(need);
-    const buf = this.buf;
-    let o = buf.writeInt16BE(this.withPosition ? ncol + 1 : ncol, this.o);
+    const copy = this.copy;
+    const buf = copy.room(need);
+    let o = putFieldCount(buf, copy.o, this.withPosition ? ncol + 1 : ncol);
     for (let c = 0; c < ncol; c++) {
       const kind = kinds[c];
-      if (kind === 'int') {
-        o = buf.writeInt32BE(4, o);
-        o = buf.writeInt32BE(row[this.names[c]!] as number, o);
-      } else if (kind === 'text') {
-        const len = buf.write(this.texts[c]!, o + 4, 'utf8');
-        buf.writeInt32BE(len, o);
-        o += 4 + len;
-      } else {
-        o = buf.writeInt32BE(8, o);
-        const us = row[this.names[c]!] as Micros;
-        o = typeof us === 'bigint' ? buf.writeBigInt64BE(us - BigInt(PG_EPOCH_US), o) : writeInt64(buf, us - PG_EPOCH_US, o);
-      }
+      if (kind === 'int') o = putInt4(buf, o, row[this.names[c]!] as number);
+      else if (kind === 'text') o = putText(buf, o, this.texts[c]!);
+      else o = putTimestamp(buf, o, row[this.names[c]!] as Micros);
     }
-    if (this.withPosition) {
-      o = buf.writeInt32BE(8, o);
-      o = writeInt64(buf, pos, o);
-    }
-    this.o = o;
+    if (this.withPosition) o = putInt8(buf, o, pos);
+    copy.o = o;
     this.valid++;
     const id = row[this.names[0]!] as number;
     if (id <= this.lastId) this.ascending = false;
@@ -330,7 +298,6 @@ export class AvroToCopy extends ValidateToCopy {
       let p = 0;
       for (let i = 0; i < block.count; i++) {
         p = this.row(data, p);
-        if (this.o >= CHUNK - 4096) this.pushChunk();
       }
     }
   }
@@ -410,48 +377,17 @@ export class AvroToCopy extends ValidateToCopy {
       return offset;
     }
     const next = this.p;
-    this.ensure(need);
-    const buf = this.buf;
-    let o = this.o;
-    o = buf.writeInt16BE(this.withPosition ? n + 1 : n, o);
+    const copy = this.copy;
+    const buf = copy.room(need);
+    let o = putFieldCount(buf, copy.o, this.withPosition ? n + 1 : n);
     for (let c = 0; c < n; c++) {
       const kind = kinds[c];
-      if (kind === 'int') {
-        const v = vals[c]!;
-        buf[o] = 0;
-        buf[o + 1] = 0;
-        buf[o + 2] = 0;
-        buf[o + 3] = 4;
-        buf[o + 4] = v >>> 24;
-        buf[o + 5] = (v >>> 16) & 0xff;
-        buf[o + 6] = (v >>> 8) & 0xff;
-        buf[o + 7] = v & 0xff;
-        o += 8;
-      } else if (kind === 'text') {
-        const s = vals[c]!;
-        const len = ends[c]! - s;
-        buf[o] = len >>> 24;
-        buf[o + 1] = (len >>> 16) & 0xff;
-        buf[o + 2] = (len >>> 8) & 0xff;
-        buf[o + 3] = len & 0xff;
-        o += 4;
-        if (len < 64) {
-          for (let i = 0; i < len; i++) buf[o + i] = data[s + i]!;
-        } else data.copy(buf, o, s, s + len);
-        o += len;
-      } else {
-        buf[o] = 0;
-        buf[o + 1] = 0;
-        buf[o + 2] = 0;
-        buf[o + 3] = 8;
-        o = writeInt64(buf, vals[c]! - PG_EPOCH_US, o + 4);
-      }
+      if (kind === 'int') o = putInt4(buf, o, vals[c]!);
+      else if (kind === 'text') o = putTextBytes(buf, o, data, vals[c]!, ends[c]!);
+      else o = putTimestamp(buf, o, vals[c]!);
     }
-    if (this.withPosition) {
-      o = buf.writeInt32BE(8, o);
-      o = writeInt64(buf, pos, o);
-    }
-    this.o = o;
+    if (this.withPosition) o = putInt8(buf, o, pos);
+    copy.o = o;
     this.valid++;
     const id = vals[0]!;
     if (id <= this.lastId) this.ascending = false;

@@ -5,10 +5,10 @@ import { pipeline } from 'node:stream/promises';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Services } from '../jobs/index.js';
 import type { PoolClient } from '../core/db.js';
-import { TABLE_NAMES, TABLES, type TableName } from '../core/tables.js';
+import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroType, BLOCK_SIZE, CODEC, DEFLATE_LEVEL } from './avro.js';
 import { AvroDeflateWriter } from './avro-writer.js';
-import { BinaryCopyToRecords, backupQuery } from '../pg/copy-binary.js';
+import { BinaryCopyToRecords } from '../pg/index.js';
 import { Digest } from './digest.js';
 import {
   entriesOf,
@@ -90,6 +90,12 @@ export async function createBackup(services: Services, opts: BackupOptions = {})
   const removed = await prune(root, config.BACKUP_KEEP);
   if (removed.length > 0) log.info({ removed, keep: config.BACKUP_KEEP }, 'old backups removed');
   return entriesOf(root, manifest);
+}
+
+/** What backs a table up: its columns in dictionary order, ordered by id, in binary COPY format. */
+function backupQuery(table: TableDef): string {
+  const cols = table.columns.map((c) => `"${c.name}"`).join(', ');
+  return `COPY (SELECT ${cols} FROM "${table.name}" ORDER BY id) TO STDOUT (FORMAT binary)`;
 }
 
 async function writeTable(

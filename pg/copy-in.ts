@@ -1,8 +1,9 @@
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { microsToIso } from '../backup/avro.js';
 import type { PgType } from '../core/tables.js';
+import { BinaryCopyReader, type CopyValue } from './copy-binary.js';
+import { microsToIso } from './timestamps.js';
 
 /**
  * Bulk writes that work on a PostgreSQL server and on the embedded one (pg/embedded.ts).
@@ -45,9 +46,6 @@ export async function copyIn(client: pg.ClientBase, target: string, columns: rea
 
 /** Rows per INSERT: large enough that the statement overhead vanishes, small enough to keep memory flat. */
 const BATCH_ROWS = 20_000;
-/** Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
-const PG_EPOCH_US = 946_684_800_000_000n;
-const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const TEXT_UNESCAPE: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r', b: '\b', f: '\f', v: '\v' };
 
 type Value = string | number | null;
@@ -55,18 +53,20 @@ type Value = string | number | null;
 class ArrayInsert extends Writable {
   private readonly sql: string;
   private readonly values: Value[][];
+  private readonly binary: BinaryCopyReader | null;
+  /** Text: the start of a line whose end has not come yet. */
   private rest: Buffer | null = null;
-  private headerDone = false;
   private rows = 0;
 
   constructor(
     private readonly client: pg.ClientBase,
     target: string,
     private readonly columns: readonly CopyColumn[],
-    private readonly format: CopyFormat,
+    format: CopyFormat,
   ) {
     super();
     this.values = columns.map(() => []);
+    this.binary = format === 'binary' ? new BinaryCopyReader(columns.map((c) => c.pgType), { nulls: true }) : null;
     // Text arrives as text and is cast as COPY would; binary values are decoded (timestamps to
     // ISO 8601 UTC with all six decimals, exact in every year) and sent typed.
     const params = columns.map((c, i) => `$${i + 1}::${format === 'text' ? 'text' : c.pgType}[]`);
@@ -78,8 +78,8 @@ class ArrayInsert extends Writable {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     try {
-      if (this.format === 'text') this.parseText(chunk);
-      else this.parseBinary(chunk);
+      if (this.binary) this.binary.read(chunk, this.onBinaryRow);
+      else this.parseText(chunk);
     } catch (err) {
       return cb(err as Error);
     }
@@ -88,7 +88,12 @@ class ArrayInsert extends Writable {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (this.rest && this.rest.length > 0) return cb(new Error('COPY data ended in the middle of a row'));
+    try {
+      if (this.binary) this.binary.end();
+      else if (this.rest && this.rest.length > 0) throw new Error('COPY data ended in the middle of a row');
+    } catch (err) {
+      return cb(err as Error);
+    }
     this.flush().then(() => cb(), cb);
   }
 
@@ -117,64 +122,16 @@ class ArrayInsert extends Writable {
     this.rest = start < buf.length ? buf.subarray(start) : null;
   }
 
-  /** COPY binary: header, then per row a field count and length-prefixed big-endian values, then -1. */
-  private parseBinary(chunk: Buffer): void {
-    const buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
-    let pos = 0;
-    if (!this.headerDone) {
-      if (buf.length < 19) {
-        this.rest = buf;
-        return;
-      }
-      if (!buf.subarray(0, 11).equals(SIGNATURE)) throw new Error('not a binary COPY stream');
-      pos = 19 + buf.readUInt32BE(15);
-      this.headerDone = true;
-    }
-    const n = this.columns.length;
-    while (buf.length - pos >= 2) {
-      const count = buf.readInt16BE(pos);
-      if (count === -1) {
-        pos += 2;
-        break;
-      }
-      if (count !== n) throw new Error(`COPY row has ${count} fields, expected ${n}`);
-      const row: Value[] = [];
-      let p = pos + 2;
-      for (let i = 0; i < n && p !== -1; i++) {
-        if (buf.length - p < 4) {
-          p = -1;
-          break;
-        }
-        const len = buf.readInt32BE(p);
-        p += 4;
-        if (len < 0) {
-          row.push(null);
-          continue;
-        }
-        if (p + len > buf.length) {
-          p = -1;
-          break;
-        }
-        row.push(this.binaryValue(this.columns[i]!.pgType, buf, p, len));
-        p += len;
-      }
-      if (p === -1) break; // the row continues in the next chunk
-      this.push(row);
-      pos = p;
-    }
-    this.rest = pos < buf.length ? buf.subarray(pos) : null;
-  }
+  /** COPY binary, read by the codec (pg/copy-binary.ts); a trailer is optional, as for the server. */
+  private readonly onBinaryRow = (row: CopyValue[]): void => {
+    for (let i = 0; i < row.length; i++) this.values[i]!.push(sendable(row[i]!, this.columns[i]!.pgType));
+    this.rows++;
+  };
+}
 
-  private binaryValue(type: CopyColumn['pgType'], buf: Buffer, at: number, len: number): Value {
-    switch (type) {
-      case 'integer':
-        return buf.readInt32BE(at);
-      case 'text':
-        return buf.toString('utf8', at, at + len);
-      case 'timestamptz': // int64 microseconds since 2000-01-01 UTC
-        return microsToIso(buf.readBigInt64BE(at) + PG_EPOCH_US);
-      default: // bigint: as text, exact beyond 2^53
-        return buf.readBigInt64BE(at).toString();
-    }
-  }
+/** A decoded binary value as a parameter: timestamps as ISO 8601 UTC with all six decimals, bigints past 2^53 as decimal text (both exact). */
+function sendable(v: CopyValue, type: CopyColumn['pgType']): Value {
+  if (v === null || typeof v === 'string') return v;
+  if (type === 'timestamptz') return microsToIso(v);
+  return typeof v === 'bigint' ? v.toString() : v;
 }

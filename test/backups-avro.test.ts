@@ -2,7 +2,8 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import avro from 'avsc';
 import { expect, test } from 'vitest';
-import { avroType, codecs, isoToMicros, microsToIso, parseWriterSchema } from '../backup/avro.js';
+import { avroType, codecs, parseWriterSchema } from '../backup/avro.js';
+import { isoToMicros, microsToIso } from '../pg/index.js';
 import { AvroDeflateWriter } from '../backup/avro-writer.js';
 import { TABLES } from '../core/tables.js';
 
