@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Parser } from 'csv-parse';
 import type { Reject } from '../pg/index.js';
-import { CSV_OPTIONS, cleanRaw } from '../core/csv-dialect.js';
+import { CSV_OPTIONS, cleanRaw, csvApi, type CsvApi } from '../core/csv-dialect.js';
 import { UnprocessableError } from '../core/errors.js';
 import { isHeader, RowBatch, type TableDef } from '../core/tables.js';
 
@@ -45,11 +45,6 @@ const READ_BYTES = 64 * 1024;
 const MAX_RECORD_BYTES = 1 << 20;
 const BOM = [0xef, 0xbb, 0xbf];
 
-interface CsvApi {
-  parse(buf: Buffer | undefined, end: boolean, push: (record: string[]) => void, close: () => void): Error | undefined;
-  info: { bytes: number };
-}
-
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 const copyText = (s: string) => (NEEDS_ESCAPE.test(s) ? s.replace(/[\\\t\n\r]/g, (c) => ESCAPES[c]!) : s);
@@ -86,15 +81,8 @@ export class ChunkReader {
     private readonly base: number,
     startLine: number,
   ) {
-    // The parser's synchronous core, driven directly: records arrive while `info.bytes` is exact
-    // for each. Not a documented entry point, so fail loudly if a csv-parse upgrade moves it.
-    const api = (new Parser({ ...CSV_OPTIONS, raw: false, info: false, max_record_size: MAX_RECORD_BYTES }) as unknown as {
-      api?: CsvApi;
-    }).api;
-    if (typeof api?.parse !== 'function' || typeof api.info?.bytes !== 'number') {
-      throw new Error('csv-parse no longer exposes Parser#api (parse, info.bytes); loads/reader.ts needs updating');
-    }
-    this.api = api;
+    // The parser's synchronous core, driven directly: records arrive while `info.bytes` is exact for each.
+    this.api = csvApi(new Parser({ ...CSV_OPTIONS, raw: false, info: false, max_record_size: MAX_RECORD_BYTES }));
     this.batch = new RowBatch(table);
     this.refIndexes = table.columns.flatMap((c, i) => (c.references ? [i] : []));
     this.textColumns = table.columns.map((c) => c.kind === 'text');
