@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_FIELD_MAX_BYTES, MAX_FIELD_MAX_BYTES } from './rules.js';
 
 /**
  * The one place that reads the environment. Everything else receives a typed `Config`.
@@ -48,7 +49,7 @@ const schema = z.object({
    * Longest field (UTF-8 bytes) the data rules accept, on every write path (ingest, loads,
    * restore): a longer one makes its row a reject saying so.
    */
-  FIELD_MAX_BYTES: z.coerce.number().int().min(1024).max(256 * 1024).default(64 * 1024),
+  FIELD_MAX_BYTES: z.coerce.number().int().min(1024).max(MAX_FIELD_MAX_BYTES).default(DEFAULT_FIELD_MAX_BYTES),
   /** A reject's raw text is kept up to this many UTF-8 bytes; longer text is cut and marked truncated. */
   REJECT_RAW_MAX_BYTES: z.coerce.number().int().min(64).max(16 * 1024 * 1024).default(4 * 1024),
   /** Connections in the PostgreSQL pool of one process. */
