@@ -6,7 +6,7 @@ import { PayloadTooLargeError } from '../core/errors.js';
  * consumer parses each piece before the next is read; when it stops early (a limit found while
  * parsing), the rest of the upload is left unread.
  */
-export async function* bodyChunks(req: Request, limit: number, sliceBytes = 64 * 1024): AsyncGenerator<Uint8Array> {
+export async function* bodyChunks(req: Request, limit: number, sliceBytes = 16 * 1024): AsyncGenerator<Uint8Array> {
   const declared = Number(req.headers.get('content-length') ?? NaN);
   if (declared > limit) throw tooLarge(limit);
   if (!req.body) return;
