@@ -89,7 +89,11 @@ function countRows(
  * retries the whole transaction on a deadlock or a reference deleted under it). `rawOf` gives the
  * original text of a row for the rejects it produces (unknown references).
  */
-export async function applyBatch(db: Pool | PoolClient, batch: RowBatch, rawOf: (index: number) => string): Promise<ApplyResult> {
+export async function applyBatch(
+  db: Pool | PoolClient,
+  batch: RowBatch,
+  rawOf: (index: number) => { raw: string; truncated: boolean },
+): Promise<ApplyResult> {
   const result: ApplyResult = { inserted: 0, updated: 0, unchanged: 0, rejects: [] };
   if (batch.length === 0) return result;
   const table = batch.table;
@@ -108,7 +112,7 @@ export async function applyBatch(db: Pool | PoolClient, batch: RowBatch, rawOf: 
     rejected.add(pos);
     result.rejects.push({
       position: batch.positions[pos]!,
-      raw: rawOf(pos),
+      ...rawOf(pos),
       errors: refs.filter((r) => row[r.flag]).map((r) => unknownReference(r, batch.columns[r.index]![pos])),
     });
   }

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { CsvError, Parser } from 'csv-parse';
-import { CSV_OPTIONS, cleanRaw, csvApi, type CsvApi } from '../core/csv-dialect.js';
+import { CSV_OPTIONS, csvApi, type CsvApi } from '../core/csv-dialect.js';
 import { BadRequestError, PayloadTooLargeError } from '../core/errors.js';
 import { isHeader, type FieldIssue, type TableDef } from '../core/tables.js';
 
@@ -15,15 +15,19 @@ const BOM = [0xef, 0xbb, 0xbf];
  * The records of a CSV batch body, parsed as the body arrives through the shared csv-parse
  * settings: the (maxRows+1)th data record is a 413 at once, without reading the rest. A first
  * record equal to the column names is a header and skipped. Byte offsets come from the parser's
- * running count, so each record's raw text is its exact bytes, and a record whose bytes are not
- * UTF-8 is a reject saying so (as in file loads) instead of fields with U+FFFD in them.
+ * running count, so each record's raw text is its exact bytes (cut at `rawMaxBytes`), and a
+ * record whose bytes are not UTF-8 is a reject saying so (as in file loads) instead of fields with
+ * U+FFFD in them. Input behind the record being read is let go as it is passed.
  */
 export class CsvRows {
   readonly rows: string[][] = [];
-  private readonly spans: number[] = [];
+  private readonly raws: string[] = [];
+  private readonly cut = new Set<number>();
   private readonly issues = new Map<number, FieldIssue[]>();
   private readonly bufs: Buffer[] = [];
   private readonly starts: number[] = [];
+  /** Per buffer: whether it is valid UTF-8 on its own (most are; a record in them needs no check). */
+  private readonly utf8: boolean[] = [];
   private readonly api: CsvApi;
   private offset = 0;
   private prevEnd = 0;
@@ -34,12 +38,14 @@ export class CsvRows {
   constructor(
     private readonly table: TableDef,
     private readonly maxRows: number,
+    private readonly rawMaxBytes: number,
   ) {
     this.api = csvApi(new Parser({ ...CSV_OPTIONS, raw: false, info: false }));
   }
 
-  rawOf(i: number): string {
-    return cleanRaw(this.bytes(this.spans[2 * i]!, this.spans[2 * i + 1]!).toString('utf8'));
+  /** The record's bytes less its line break, cut at `rawMaxBytes` (at a character boundary). */
+  rawOf(i: number): { raw: string; truncated: boolean } {
+    return { raw: this.raws[i]!, truncated: this.cut.has(i) };
   }
 
   issuesOf(i: number): FieldIssue[] | undefined {
@@ -50,12 +56,19 @@ export class CsvRows {
     if (this.offset === 0 && buf.length >= 3 && BOM.every((b, i) => buf[i] === b)) this.prevEnd = 3;
     this.bufs.push(buf);
     this.starts.push(this.offset);
+    this.utf8.push(isUtf8(buf));
     this.offset += buf.length;
     this.check(this.api.parse(buf, false, this.onRecord, () => {}));
     const pending = this.api.state.record;
     if (pending.length > MAX_KEPT_FIELDS) {
       this.dropped += pending.length;
       pending.length = 0;
+    }
+    // Let go of input wholly behind the last record; what follows it may still be needed.
+    while (this.bufs.length > 1 && this.starts[0]! + this.bufs[0]!.length <= this.prevEnd) {
+      this.bufs.shift();
+      this.starts.shift();
+      this.utf8.shift();
     }
   }
 
@@ -91,13 +104,32 @@ export class CsvRows {
       });
     }
     this.rows.push(fields);
-    this.spans.push(start, end);
+    let stop = end;
+    while (stop > start && (this.byteAt(stop - 1) === 10 || this.byteAt(stop - 1) === 13)) stop--;
+    const max = this.rawMaxBytes;
+    if (stop - start <= max) this.raws.push(this.bytes(start, stop).toString('utf8'));
+    else {
+      const head = this.bytes(start, start + max + 1);
+      let cut = max;
+      while (cut > 0 && (head[cut]! & 0xc0) === 0x80) cut--; // not inside a character
+      this.raws.push(head.toString('utf8', 0, cut));
+      this.cut.add(i);
+    }
     if (width !== fields.length) {
       this.issues.set(i, [{ field: null, message: `expected ${this.table.columns.length} fields, got ${width}` }]);
-    } else if (!isUtf8(this.bytes(start, end))) {
+    } else if (!this.isUtf8At(start, end)) {
       this.issues.set(i, [{ field: null, message: 'is not valid UTF-8 text' }]);
     }
   };
+
+  private isUtf8At(from: number, to: number): boolean {
+    for (let k = 0; k < this.bufs.length; k++) {
+      const s = this.starts[k]!;
+      if (s + this.bufs[k]!.length <= from || s >= to) continue;
+      if (!this.utf8[k]) return isUtf8(this.bytes(from, to));
+    }
+    return true;
+  }
 
   private byteAt(abs: number): number | undefined {
     for (let k = this.bufs.length - 1; k >= 0; k--) {

@@ -49,7 +49,7 @@ export async function ingestBatch(services: Services, table: TableDef, body: Par
     const row = body.rows[i];
     const issues =
       body.issuesOf?.(i) ?? (body.kind === 'csv' ? batch.addFields(row as string[], i) : batch.addObject(row, i));
-    if (issues) rejects.push({ position: i, raw: rawOf(i), errors: issues });
+    if (issues) rejects.push({ position: i, ...rawOf(i), errors: issues });
   }
   const { applied, all } = await writeBatch(pool, batch, rejects, (k) => rawOf(batch.positions[k]!), {
     requestId,
@@ -86,7 +86,7 @@ async function writeBatch(
   pool: Pool,
   batch: RowBatch,
   rejects: Reject[],
-  rawOf: (k: number) => string,
+  rawOf: (k: number) => { raw: string; truncated: boolean },
   opts: { requestId: string; rawMaxBytes: number },
 ): Promise<{ applied: ApplyResult; all: Reject[] }> {
   for (let attempt = 1; ; attempt++) {

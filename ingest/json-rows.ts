@@ -1,4 +1,5 @@
 import { BadRequestError, PayloadTooLargeError } from '../core/errors.js';
+import { cutToBytes } from '../core/rules.js';
 import type { FieldIssue } from '../core/tables.js';
 
 /** Nesting deeper than this is refused (400) as it is read, before anything recursive sees it. */
@@ -39,17 +40,22 @@ const SCALAR = 3;
  * past `MAX_JSON_DEPTH` a 400 at once, and a syntax error a 400 saying where (line, column).
  *
  * A hand-written, non-recursive scanner rather than `JSON.parse`: it keeps the source text of
- * each row (a reject's raw text is what the client sent) and never builds what no row can use.
- * A row object becomes an object of its top-level members: scalars decoded, a nested object or
- * array replaced by an empty one (no column takes either, so the rules reject it the same way).
+ * each row (a reject's raw text is what the client sent, cut at `rawMaxBytes`) and never builds
+ * what no row can use. A row object becomes an object of its top-level members: scalars decoded,
+ * a nested object or array replaced by an empty one (no column takes either, so the rules reject
+ * it the same way). Text behind the row being read is let go as it is passed.
  */
 export class JsonRows {
   readonly rows: unknown[] = [];
-  private readonly spans: number[] = [];
+  private readonly raws: string[] = [];
+  private readonly cut = new Set<number>();
   private readonly issues = new Map<number, FieldIssue[]>();
   private readonly pieces: string[] = [];
   private readonly starts: number[] = [];
   private offset = 0;
+  /** Lines wholly in text already let go, and where the last of them ended (for error positions). */
+  private droppedLines = 0;
+  private droppedLineStart = 0;
 
   private state = VALUE;
   private readonly stack: number[] = [];
@@ -76,11 +82,14 @@ export class JsonRows {
   private extraKeys = 0;
   private memberKind = 0;
 
-  constructor(private readonly maxRows: number) {}
+  constructor(
+    private readonly maxRows: number,
+    private readonly rawMaxBytes: number,
+  ) {}
 
-  /** The source text of row `i`. */
-  rawOf(i: number): string {
-    return this.slice(this.spans[2 * i]!, this.spans[2 * i + 1]!);
+  /** The source text of row `i`, cut at `rawMaxBytes`. */
+  rawOf(i: number): { raw: string; truncated: boolean } {
+    return { raw: this.raws[i]!, truncated: this.cut.has(i) };
   }
 
   /** Reasons the reader found to reject row `i` whatever the rules say (too many keys). */
@@ -136,6 +145,22 @@ export class JsonRows {
         default:
           if (c === 32 || c === 10 || c === 13 || c === 9) break;
           this.structural(c, base + i);
+      }
+    }
+    this.letGo();
+  }
+
+  /** Drops the pieces of text nothing will read again: all before the row (or key) being read. */
+  private letGo(): void {
+    let keep = this.offset;
+    if (this.rowKind !== 0) keep = this.rowStart;
+    if (this.state === STRING) keep = Math.min(keep, this.tokenStart);
+    while (this.pieces.length > 1 && this.starts[1]! <= keep) {
+      const piece = this.pieces.shift()!;
+      const start = this.starts.shift()!;
+      for (let p = piece.indexOf('\n'); p !== -1; p = piece.indexOf('\n', p + 1)) {
+        this.droppedLines++;
+        this.droppedLineStart = start + p + 1;
       }
     }
   }
@@ -261,7 +286,10 @@ export class JsonRows {
 
   private endRow(end: number): void {
     const i = this.rows.length;
-    this.spans.push(this.rowStart, end);
+    const length = end - this.rowStart;
+    const raw = cutToBytes(this.slice(this.rowStart, this.rowStart + Math.min(length, this.rawMaxBytes)), this.rawMaxBytes);
+    this.raws.push(raw);
+    if (raw.length < length) this.cut.add(i);
     if (this.rowKind === ARR) {
       this.rows.push([]);
     } else if (this.rowKind === SCALAR) {
@@ -298,8 +326,8 @@ export class JsonRows {
   }
 
   private where(at: number): { text: string; details: { line: number; column: number } } {
-    let line = 1;
-    let lineStart = 0;
+    let line = 1 + this.droppedLines;
+    let lineStart = this.droppedLineStart;
     for (let k = 0; k < this.pieces.length && this.starts[k]! < at; k++) {
       const piece = this.pieces[k]!;
       const stop = Math.min(piece.length, at - this.starts[k]!);

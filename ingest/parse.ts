@@ -1,6 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BadRequestError, UnsupportedMediaTypeError } from '../core/errors.js';
 import type { FieldIssue, TableDef } from '../core/tables.js';
+import { DEFAULT_REJECT_RAW_MAX_BYTES } from '../pg/index.js';
 import { CsvRows } from './csv-rows.js';
 import { JsonRows } from './json-rows.js';
 
@@ -10,8 +11,8 @@ export interface ParsedBody {
   /** Each row: a JSON value (a row object holds its top-level members only), or a CSV record's fields. */
   rows: unknown[];
   kind: 'json' | 'csv';
-  /** The source text of row i, for rejects: computed only for rows that are rejected. */
-  rawOf: (i: number) => string;
+  /** The source text of row i, for rejects, cut at the raw cap (REJECT_RAW_MAX_BYTES). */
+  rawOf: (i: number) => { raw: string; truncated: boolean };
   /** Reasons the parser found to reject row i whatever the rules say (width, encoding), if any. */
   issuesOf?: (i: number) => FieldIssue[] | undefined;
 }
@@ -26,10 +27,10 @@ export async function parseBody(
   body: AsyncIterable<Uint8Array>,
   type: string | undefined,
   table: TableDef,
-  maxRows = MAX_ROWS,
+  { maxRows = MAX_ROWS, rawMaxBytes = DEFAULT_REJECT_RAW_MAX_BYTES } = {},
 ): Promise<ParsedBody> {
   if (type === 'application/json' || type?.endsWith('+json')) {
-    const rows = new JsonRows(maxRows);
+    const rows = new JsonRows(maxRows, rawMaxBytes);
     // JSON text is UTF-8 (RFC 8259): a body that is not is refused whole, saying near which byte.
     const decoder = new TextDecoder('utf-8', { fatal: true });
     let read = 0;
@@ -50,7 +51,7 @@ export async function parseBody(
     return { rows: rows.rows, kind: 'json', rawOf: (i) => rows.rawOf(i), issuesOf: (i) => rows.issuesOf(i) };
   }
   if (type === 'text/csv' || type === 'application/csv') {
-    const records = new CsvRows(table, maxRows);
+    const records = new CsvRows(table, maxRows, rawMaxBytes);
     for await (const chunk of body) {
       records.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       await nextTurn();
