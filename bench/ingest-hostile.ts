@@ -17,26 +17,10 @@ import { createPool } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { migrate } from '../core/migrate.js';
 import { createQueues } from '../jobs/index.js';
+import { WORST_INGEST_BODIES as WORST } from '../test/support/hostile-bodies.js';
 import { adminQuery, arg, dbUrl, path, REDIS_URL, startServer } from './support.js';
 
-const M = 5 * 1024 * 1024;
 const PARALLEL = arg('parallel', 4);
-
-/** Name, content type, body. */
-export const WORST: [string, string, () => Buffer][] = [
-  ['CSV: 5 MiB of "a\\n" (2.6M one-field records)', 'text/csv', () => Buffer.from('a\n'.repeat(M / 2 - 8))],
-  ['CSV: one 5 MiB field', 'text/csv', () => Buffer.from('1,' + 'x'.repeat(M - 16) + '\n')],
-  ['CSV: one 5 MiB quoted field', 'text/csv', () => Buffer.from('1,"' + 'x'.repeat(M - 16) + '"\n')],
-  ['CSV: 5 MiB of commas (one record, 5M fields)', 'text/csv', () => Buffer.from(','.repeat(M - 8))],
-  ['CSV: 1000 records of 5 KiB names with NUL bytes', 'text/csv', () => Buffer.from(Array.from({ length: 1000 }, (_, i) => `${i + 1},${'n\u0000'.repeat(2600)}`).join('\n'))],
-  ['JSON: 5 MiB of "[" (deep nesting)', 'application/json', () => Buffer.from('['.repeat(M - 8))],
-  ['JSON: 200k rows (413 at the 1001st)', 'application/json', () => Buffer.from(JSON.stringify(Array.from({ length: 200_000 }, (_, i) => ({ id: i + 1, job: 'j' }))).slice(0, M - 8))],
-  ['JSON: one 5 MiB string', 'application/json', () => Buffer.from(JSON.stringify([{ id: 1, job: 'x'.repeat(M - 40) }]))],
-  ['JSON: a 5 MiB string of \\u escapes', 'application/json', () => Buffer.from('[{"id":1,"job":"' + '\\ud800'.repeat((M - 40) / 6) + '"}]')],
-  ['JSON: one row with 650k keys', 'application/json', () => Buffer.from('[{' + Array.from({ length: (M - 16) / 8 }, (_, i) => `"k":${i % 10},`).join('') + '"id":1}]')],
-  ['JSON: a 2.6M-element array as a value', 'application/json', () => Buffer.from('[{"id":1,"job":[' + '1,'.repeat(M / 2 - 16) + '1]}]')],
-  ['JSON: 1000 rows of 5 KiB, keys "\\u0000"', 'application/json', () => Buffer.from(JSON.stringify(Array.from({ length: 1000 }, (_, i) => ({ id: i + 1, job: 'x'.repeat(5000), '\u0000': 1 }))))],
-];
 
 function streamOf(buf: Buffer): ReadableStream<Uint8Array> {
   let o = 0;
@@ -62,7 +46,7 @@ try {
   const app = createApp({ config, pool, log, queues });
   console.log(`In process, one at a time (body streamed in 64 KiB pieces):`);
   console.log(`${'body'.padEnd(48)} status  total ms  longest event-loop block ms`);
-  for (const [name, type, make] of WORST) {
+  for (const { name, type, make } of WORST) {
     const body = make();
     const h = monitorEventLoopDelay({ resolution: 1 });
     h.enable();
@@ -85,7 +69,7 @@ try {
   const server = await startServer({ DATABASE_URL: url, REDIS_URL, DATA_DIR: work, QUEUE_PREFIX: dbName }, ['--api']);
   try {
     const before = server.peakRssMb();
-    const bodies = WORST.map(([, type, make]) => [type, new Uint8Array(make())] as const);
+    const bodies = WORST.map(({ type, make }) => [type, new Uint8Array(make())] as const);
     const started = performance.now();
     const statuses = await Promise.all(
       bodies.flatMap(([type, body]) =>

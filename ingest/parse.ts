@@ -1,5 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { BadRequestError, UnsupportedMediaTypeError } from '../core/errors.js';
+import { AppError, BadRequestError, UnsupportedMediaTypeError } from '../core/errors.js';
 import type { FieldIssue, TableDef } from '../core/tables.js';
 import { DEFAULT_REJECT_RAW_MAX_BYTES } from '../pg/index.js';
 import { CsvRows } from './csv-rows.js';
@@ -29,35 +29,58 @@ export async function parseBody(
   table: TableDef,
   { maxRows = MAX_ROWS, rawMaxBytes = DEFAULT_REJECT_RAW_MAX_BYTES } = {},
 ): Promise<ParsedBody> {
-  if (type === 'application/json' || type?.endsWith('+json')) {
-    const rows = new JsonRows(maxRows, rawMaxBytes);
-    // JSON text is UTF-8 (RFC 8259): a body that is not is refused whole, saying near which byte.
-    const decoder = new TextDecoder('utf-8', { fatal: true });
-    let read = 0;
-    const decode = (chunk?: Uint8Array) => {
-      try {
-        return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
-      } catch {
-        throw new BadRequestError(`request body is not valid UTF-8 (near byte ${read})`, { byte: read });
-      }
-    };
-    for await (const chunk of body) {
-      rows.write(decode(chunk));
-      read += chunk.byteLength;
-      await nextTurn();
-    }
-    rows.write(decode());
-    rows.end();
-    return { rows: rows.rows, kind: 'json', rawOf: (i) => rows.rawOf(i), issuesOf: (i) => rows.issuesOf(i) };
+  const json = type === 'application/json' || type?.endsWith('+json');
+  if (!json && type !== 'text/csv' && type !== 'application/csv') {
+    throw new UnsupportedMediaTypeError(type, ['application/json', 'text/csv']);
   }
-  if (type === 'text/csv' || type === 'application/csv') {
-    const records = new CsvRows(table, maxRows, rawMaxBytes);
-    for await (const chunk of body) {
-      records.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      await nextTurn();
-    }
-    records.end();
-    return { rows: records.rows, kind: 'csv', rawOf: (i) => records.rawOf(i), issuesOf: (i) => records.issuesOf(i) };
+  const chunks = body[Symbol.asyncIterator]();
+  try {
+    return json ? await parseJsonRows(chunks, maxRows, rawMaxBytes) : await parseCsvRows(chunks, table, maxRows, rawMaxBytes);
+  } catch (err) {
+    // The answer is known, but a client still sending would see its connection cut instead of
+    // it: read the rest (up to INGEST_MAX_BYTES, counted by the source) without parsing it.
+    if (err instanceof AppError) await drain(chunks);
+    throw err;
   }
-  throw new UnsupportedMediaTypeError(type, ['application/json', 'text/csv']);
+}
+
+async function parseJsonRows(chunks: AsyncIterator<Uint8Array>, maxRows: number, rawMaxBytes: number): Promise<ParsedBody> {
+  const rows = new JsonRows(maxRows, rawMaxBytes);
+  // JSON text is UTF-8 (RFC 8259): a body that is not is refused whole, saying near which byte.
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let read = 0;
+  const decode = (chunk?: Uint8Array) => {
+    try {
+      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
+    } catch {
+      throw new BadRequestError(`request body is not valid UTF-8 (near byte ${read})`, { byte: read });
+    }
+  };
+  for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+    rows.write(decode(next.value));
+    read += next.value.byteLength;
+    await nextTurn();
+  }
+  rows.write(decode());
+  rows.end();
+  return { rows: rows.rows, kind: 'json', rawOf: (i) => rows.rawOf(i), issuesOf: (i) => rows.issuesOf(i) };
+}
+
+async function parseCsvRows(chunks: AsyncIterator<Uint8Array>, table: TableDef, maxRows: number, rawMaxBytes: number): Promise<ParsedBody> {
+  const records = new CsvRows(table, maxRows, rawMaxBytes);
+  for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+    const chunk = next.value;
+    records.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    await nextTurn();
+  }
+  records.end();
+  return { rows: records.rows, kind: 'csv', rawOf: (i) => records.rawOf(i), issuesOf: (i) => records.issuesOf(i) };
+}
+
+async function drain(chunks: AsyncIterator<Uint8Array>): Promise<void> {
+  try {
+    while (!(await chunks.next()).done);
+  } catch {
+    // Past the byte limit, or the client went away: the first answer stands.
+  }
 }
