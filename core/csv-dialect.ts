@@ -30,13 +30,20 @@ export function cleanRaw(raw: string): string {
 export interface CsvApi {
   parse(buf: Buffer | undefined, end: boolean, push: (record: string[]) => void, close: () => void): Error | undefined;
   info: { bytes: number };
-  state: { record: string[] };
+  state: { record: string[]; field: { buf: Buffer; length: number } };
 }
 
 export function csvApi(parser: unknown): CsvApi {
   const api = (parser as { api?: CsvApi }).api;
-  if (typeof api?.parse !== 'function' || typeof api.info?.bytes !== 'number' || !Array.isArray(api.state?.record)) {
-    throw new Error('csv-parse no longer exposes Parser#api (parse, info.bytes, state.record); core/csv-dialect.ts needs updating');
+  const field = api?.state?.field;
+  if (
+    typeof api?.parse !== 'function' ||
+    typeof api.info?.bytes !== 'number' ||
+    !Array.isArray(api.state?.record) ||
+    !Buffer.isBuffer(field?.buf) ||
+    typeof field.length !== 'number'
+  ) {
+    throw new Error('csv-parse no longer exposes Parser#api (parse, info.bytes, state.record, state.field); core/csv-dialect.ts needs updating');
   }
   return api;
 }

@@ -34,11 +34,14 @@ export class CsvRows {
   private headerPending = true;
   /** Fields dropped from the record being read (see MAX_KEPT_FIELDS). */
   private dropped = 0;
+  /** A field of the record being read that passed `fieldMaxBytes`: its index, and the bytes let go. */
+  private long: { index: number; bytes: number } | undefined;
 
   constructor(
     private readonly table: TableDef,
     private readonly maxRows: number,
     private readonly rawMaxBytes: number,
+    private readonly fieldMaxBytes: number,
   ) {
     this.api = csvApi(new Parser({ ...CSV_OPTIONS, raw: false, info: false }));
   }
@@ -60,6 +63,19 @@ export class CsvRows {
     this.offset += buf.length;
     this.check(this.api.parse(buf, false, this.onRecord, () => {}));
     const pending = this.api.state.record;
+    const field = this.api.state.field;
+    if (field.length > this.fieldMaxBytes) {
+      // The record is a reject for this field whatever follows: count its bytes instead of keeping
+      // them (csv-parse would grow its buffer, then a string, to the field's full size). The last
+      // few bytes stay when they may be half a character.
+      let keep = field.length;
+      while (keep > field.length - 3 && keep > 0 && (field.buf[keep - 1]! & 0xc0) === 0x80) keep--;
+      if (keep > 0 && field.buf[keep - 1]! >= 0xc0) keep--;
+      this.long ??= { index: pending.length + this.dropped, bytes: 0 };
+      this.long.bytes += keep;
+      field.buf.copy(field.buf, 0, keep, field.length);
+      field.length -= keep;
+    }
     if (pending.length > MAX_KEPT_FIELDS) {
       this.dropped += pending.length;
       pending.length = 0;
@@ -93,6 +109,8 @@ export class CsvRows {
     this.prevEnd = end;
     const width = fields.length + this.dropped;
     this.dropped = 0;
+    const long = this.long;
+    this.long = undefined;
     if (this.headerPending) {
       this.headerPending = false;
       if (width === fields.length && isHeader(fields, this.table)) return;
@@ -115,8 +133,12 @@ export class CsvRows {
       this.raws.push(head.toString('utf8', 0, cut));
       this.cut.add(i);
     }
-    if (width !== fields.length) {
-      this.issues.set(i, [{ field: null, message: `expected ${this.table.columns.length} fields, got ${width}` }]);
+    if (width !== fields.length || width !== this.table.columns.length) {
+      if (width !== fields.length) this.issues.set(i, [{ field: null, message: `expected ${this.table.columns.length} fields, got ${width}` }]);
+    } else if (long !== undefined) {
+      const bytes = long.bytes + Buffer.byteLength(fields[long.index] ?? '');
+      fields[long.index] = '';
+      this.issues.set(i, [{ field: this.table.columns[long.index]!.name, message: `is ${bytes} bytes long; at most ${this.fieldMaxBytes} are allowed` }]);
     } else if (!this.isUtf8At(start, end)) {
       this.issues.set(i, [{ field: null, message: 'is not valid UTF-8 text' }]);
     }

@@ -1,6 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AppError, BadRequestError, UnsupportedMediaTypeError } from '../core/errors.js';
 import type { FieldIssue, TableDef } from '../core/tables.js';
+import { DEFAULT_FIELD_MAX_BYTES } from '../core/rules.js';
 import { DEFAULT_REJECT_RAW_MAX_BYTES } from '../pg/index.js';
 import { CsvRows } from './csv-rows.js';
 import { JsonRows } from './json-rows.js';
@@ -27,7 +28,7 @@ export async function parseBody(
   body: AsyncIterable<Uint8Array>,
   type: string | undefined,
   table: TableDef,
-  { maxRows = MAX_ROWS, rawMaxBytes = DEFAULT_REJECT_RAW_MAX_BYTES } = {},
+  { maxRows = MAX_ROWS, rawMaxBytes = DEFAULT_REJECT_RAW_MAX_BYTES, fieldMaxBytes = DEFAULT_FIELD_MAX_BYTES } = {},
 ): Promise<ParsedBody> {
   const json = type === 'application/json' || type?.endsWith('+json');
   if (!json && type !== 'text/csv' && type !== 'application/csv') {
@@ -35,7 +36,9 @@ export async function parseBody(
   }
   const chunks = body[Symbol.asyncIterator]();
   try {
-    return json ? await parseJsonRows(chunks, maxRows, rawMaxBytes) : await parseCsvRows(chunks, table, maxRows, rawMaxBytes);
+    return json
+      ? await parseJsonRows(chunks, maxRows, rawMaxBytes)
+      : await parseCsvRows(chunks, new CsvRows(table, maxRows, rawMaxBytes, fieldMaxBytes));
   } catch (err) {
     // The answer is known, but a client still sending would see its connection cut instead of
     // it: read the rest (up to INGEST_MAX_BYTES, counted by the source) without parsing it.
@@ -66,8 +69,7 @@ async function parseJsonRows(chunks: AsyncIterator<Uint8Array>, maxRows: number,
   return { rows: rows.rows, kind: 'json', rawOf: (i) => rows.rawOf(i), issuesOf: (i) => rows.issuesOf(i) };
 }
 
-async function parseCsvRows(chunks: AsyncIterator<Uint8Array>, table: TableDef, maxRows: number, rawMaxBytes: number): Promise<ParsedBody> {
-  const records = new CsvRows(table, maxRows, rawMaxBytes);
+async function parseCsvRows(chunks: AsyncIterator<Uint8Array>, records: CsvRows): Promise<ParsedBody> {
   for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
     const chunk = next.value;
     records.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));

@@ -120,3 +120,16 @@ describe('CSV bodies', () => {
     );
   });
 });
+
+test('a CSV field past FIELD_MAX_BYTES is counted, not kept, and its row is a reject saying how long it was', async () => {
+  const name = 'é😀x'.repeat(200_000); // 1.8 MB of 1-, 2- and 4-byte characters, cut anywhere by the pieces
+  const text = `1,ok\n2,"${name}"\n3,${'y'.repeat(65_536)}\n`;
+  const body = await parseBody(pieces(Buffer.from(text), [16_384, 7, 1000]), 'text/csv', TABLES.jobs);
+  expect(body.rows).toHaveLength(3);
+  expect(body.issuesOf!(0)).toBeUndefined();
+  expect(body.issuesOf!(1)).toEqual([{ field: 'job', message: `is ${Buffer.byteLength(name)} bytes long; at most 65536 are allowed` }]);
+  expect((body.rows[1] as string[])[1]).toBe('');
+  expect(body.issuesOf!(2)).toBeUndefined(); // exactly at the limit
+  expect(body.rawOf(1)).toMatchObject({ truncated: true });
+  expect(Buffer.byteLength(body.rawOf(1).raw)).toBeLessThanOrEqual(4096);
+});

@@ -44,7 +44,10 @@ export function registerIngest(app: OpenAPIHono, services: Services): void {
     const table = TABLES[c.req.valid('param').table];
     const type = mediaType(c.req.header('content-type'));
     if (type === undefined) throw new UnsupportedMediaTypeError(type, ['application/json', 'text/csv']);
-    const body = await parseBody(bodyChunks(c.req.raw, config.INGEST_MAX_BYTES), type, table, { rawMaxBytes: config.REJECT_RAW_MAX_BYTES });
+    const body = await parseBody(bodyChunks(c.req.raw, config.INGEST_MAX_BYTES), type, table, {
+      rawMaxBytes: config.REJECT_RAW_MAX_BYTES,
+      fieldMaxBytes: config.FIELD_MAX_BYTES,
+    });
     return c.json(await ingestBatch(services, table, body, c.get('requestId')), 200);
   });
 }
