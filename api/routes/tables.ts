@@ -26,8 +26,12 @@ const boundParam = (name: string, description: string, example: string) =>
   z.string().transform(rule(checkBound)).openapi({ param: { name, in: 'query' }, type: 'string', description, example });
 
 const PageQuery = z.object({
-  after: intParam('after', 'query', 'Cursor: the `next` of the previous page (rows with a greater id follow). Omit for the first page.', 100)
-    .optional(),
+  // The cursor is the last id of the previous page, checked as an id; documented as opaque so it can change.
+  after: z
+    .string()
+    .transform(rule(checkInt))
+    .optional()
+    .openapi({ param: { name: 'after', in: 'query' }, type: 'string', example: '100', description: 'Cursor: the `next` of the previous page, passed back as it is (opaque). Omit for the first page.' }),
   limit: z
     .string()
     .regex(/^\d+$/, `must be an integer from 1 to ${MAX_LIMIT}`)
@@ -83,7 +87,7 @@ function listRoute(table: TableName) {
       next: z.string().nullable().openapi({ description: 'Cursor of the next page, for `?after=`; null on the last page. Opaque: pass it back as it is.' }),
     })
     .openapi(`${table}Page`, { example: { rows: example, next: String(example[example.length - 1]!.id) } });
-  const filters = hires ? '`department_id`, `job_id`, `from`, `to` filter the rows; ' : '';
+  const filters = hires ? '`department_id`, `job_id`, `from`, `to` filter the rows. ' : '';
   return createRoute({
     method: 'get',
     path: `/${table}`,
@@ -122,7 +126,7 @@ function rowRoute(table: TableName) {
     security: [{ bearer: [] }],
     request: { params: IdParams },
     responses: {
-      200: json(rowSchemas[table].openapi({ example: EXAMPLES[table][0] }), 'The row'),
+      200: { description: 'The row', content: { 'application/json': { schema: rowSchemas[table], example: EXAMPLES[table][0] } } },
       ...errors,
       404: json(ErrorSchema, 'No row with that id'),
     },
