@@ -21,12 +21,13 @@ export interface Selection {
 type Bind = (value: number | string, type: 'integer' | 'timestamptz') => string;
 
 /**
- * `datetime` as ISO 8601 UTC with `Z`: microseconds kept when present, trailing zeros (and a bare
- * dot) trimmed, so `2021-11-07T02:48:42Z` or `2021-11-07T02:48:42.123456Z`. Done in SQL so JSON
- * pages and the COPY export print the same text, and no precision is lost to a JS Date.
+ * `datetime` as ISO 8601 UTC with `Z`: microseconds kept when present, trailing zeros trimmed
+ * (`2021-11-07T02:48:42Z`, `2021-06-01T10:00:00.5Z`). Done in SQL so JSON pages and the COPY
+ * export print the same text and no precision is lost to a JS Date. JSON's rendering of a
+ * `timestamp` is ISO 8601 whatever the session's DateStyle, and costs about half of to_char's
+ * (which made the 10M-row export ~1.6x slower than the plain column).
  */
-const ISO_UTC = (expr: string) =>
-  `rtrim(rtrim(to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0'), '.') || 'Z'`;
+const ISO_UTC = (expr: string) => `btrim(to_json(${expr} AT TIME ZONE 'UTC')::text, '"') || 'Z'`;
 
 /** Identifiers come from the data dictionary only, never from input. */
 function selectList(def: TableDef): string {
@@ -61,13 +62,13 @@ export function rowQuery(def: TableDef, id: number): { text: string; values: num
 }
 
 /**
- * The COPY export of a selection. COPY takes no parameters, and a server-side cursor would mean
+ * The SELECT the CSV export copies. COPY takes no parameters, and a server-side cursor would mean
  * fetching rows into Node and writing the CSV there, giving up COPY's speed. So the values go in
  * as literals, which is safe here because every one was validated before it got this far:
  * integers are checked again to be safe integers and printed as digits; date-times matched the
  * ingest rule's strict pattern (digits, `-:.T Z+`) and are quoted with pg's escapeLiteral anyway.
  */
-export function copyQuery(def: TableDef, sel: Selection): string {
+export function exportSelect(def: TableDef, sel: Selection): string {
   const literal: Bind = (v, type) => {
     if (type === 'integer') {
       if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new TypeError(`not an integer: ${String(v)}`);
@@ -75,11 +76,9 @@ export function copyQuery(def: TableDef, sel: Selection): string {
     }
     return `${pg.escapeLiteral(String(v))}::timestamptz`;
   };
-  const select = `SELECT ${selectList(def)} FROM ${def.name}${whereOf(def, sel, literal)} ORDER BY id`;
-  return `COPY (${select}) TO STDOUT WITH (FORMAT csv, HEADER)`;
+  return `SELECT ${selectList(def)} FROM ${def.name}${whereOf(def, sel, literal)} ORDER BY id`;
 }
 
-/** The SELECT inside `copyQuery`, for tools that compare (bench: psql's \copy of the same rows). */
-export function exportSelect(def: TableDef, sel: Selection): string {
-  return /^COPY \((.*)\) TO STDOUT/s.exec(copyQuery(def, sel))![1]!;
+export function copyQuery(def: TableDef, sel: Selection): string {
+  return `COPY (${exportSelect(def, sel)}) TO STDOUT WITH (FORMAT csv, HEADER)`;
 }

@@ -153,6 +153,7 @@ describe('bad parameters', () => {
     ['/hired_employees?job_id=0', 'job_id'],
     ['/hired_employees?from=2021-02-30', 'from'],
     ['/hired_employees?from=yesterday', 'from'],
+    ["/hired_employees?format=csv&from=2021-01-01T00:00:00Z'%3B--", 'from'],
     ['/hired_employees?to=2021-01-01T25:00:00Z', 'to'],
     ['/hired_employees?format=xml', 'format'],
     ['/departments/abc', 'id'],
