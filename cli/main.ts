@@ -119,22 +119,17 @@ function showJson(name: string, route: string, summary: string): Command {
   };
 }
 
-/** Copies a streamed answer to stdout as it arrives; a reader that went away (`| head`) ends it quietly. */
+/** Copies a streamed answer to stdout as it arrives; a reader that went away (`| head`) ends the command quietly. */
 async function streamToStdout(body: ReadableStream<Uint8Array> | null): Promise<void> {
   if (!body) return;
-  let closed = false;
-  const onError = (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
-    closed = true;
-  };
-  process.stdout.on('error', onError);
-  try {
-    for await (const chunk of body) {
-      if (closed) break;
-      if (!process.stdout.write(chunk)) await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close')]);
-    }
-  } finally {
-    process.stdout.off('error', onError);
+  // Writes already queued fail after the reader is gone: exit then, which also drops the HTTP
+  // connection so the server stops its export.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.ok);
+    throw err;
+  });
+  for await (const chunk of body) {
+    if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
   }
 }
 
