@@ -12,6 +12,7 @@ import { registerIngest } from './routes/ingest.js';
 import { registerLoads } from './routes/loads.js';
 import { registerAnalytics } from './routes/analytics.js';
 import { registerWarehouse } from './routes/warehouse.js';
+import { registerTables } from './routes/tables.js';
 
 /**
  * The HTTP API. Every route is declared with createRoute: zod checks its path, query and JSON
@@ -47,6 +48,7 @@ export function createApp(services: Services): OpenAPIHono {
   registerWarehouse(app, services);
   registerAnalytics(app, services);
   registerBackups(app, services);
+  registerTables(app, services);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -52,6 +52,12 @@ describe('/openapi.json', () => {
       'GET /analytics/hires-by-quarter': ['query:format', 'query:year'],
       'GET /analytics/departments-above-mean': ['query:format', 'query:year'],
       'GET /health': [],
+      'GET /departments': ['query:after', 'query:format', 'query:limit'],
+      'GET /departments/{id}': ['path:id'],
+      'GET /jobs': ['query:after', 'query:format', 'query:limit'],
+      'GET /jobs/{id}': ['path:id'],
+      'GET /hired_employees': ['query:after', 'query:department_id', 'query:format', 'query:from', 'query:job_id', 'query:limit', 'query:to'],
+      'GET /hired_employees/{id}': ['path:id'],
     });
   });
 
