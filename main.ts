@@ -48,7 +48,7 @@ if (!config.REDIS_URL && !(runApi && runWorkers)) {
   process.exit(2);
 }
 
-const log = createLogger(config.LOG_LEVEL, { role: runApi && runWorkers ? 'all' : runApi ? 'api' : 'worker' });
+const log = createLogger(config.LOG_LEVEL, { role: runApi && runWorkers ? 'all' : runApi ? 'api' : 'worker' }, config.LOG_FORMAT);
 
 /** Stopped on a failed start too: PGlite should close its files cleanly. */
 let embedded: EmbeddedPostgres | undefined;

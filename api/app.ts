@@ -1,17 +1,18 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { Scalar } from '@scalar/hono-api-reference';
 import { requestId } from 'hono/request-id';
 import type { Services } from '../jobs/index.js';
 import { errorBody, handleError } from './errors.js';
 import { accessLog, requireApiKey } from './middleware.js';
 import { unknownTable } from './params.js';
 import { registerDashboard } from './routes/dashboard.js';
+import { registerDocs } from './routes/docs.js';
 import { registerBackups } from './routes/backups.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
 import { registerLoads } from './routes/loads.js';
 import { registerAnalytics } from './routes/analytics.js';
 import { registerWarehouse } from './routes/warehouse.js';
+import { registerTables } from './routes/tables.js';
 
 /**
  * The HTTP API. Every route is declared with createRoute: zod checks its path, query and JSON
@@ -47,6 +48,7 @@ export function createApp(services: Services): OpenAPIHono {
   registerWarehouse(app, services);
   registerAnalytics(app, services);
   registerBackups(app, services);
+  registerTables(app, services);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
@@ -58,7 +60,7 @@ export function createApp(services: Services): OpenAPIHono {
     },
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'HR hiring data store API' }));
+  registerDocs(app);
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => handleError(err, c, services.log));

@@ -3,6 +3,7 @@
  * is one or a few requests. Exit codes: 0 ok, 1 refused or failed, 2 usage, 3 service
  * unreachable or 5xx, 4 rows rejected (with --strict).
  */
+import { once } from 'node:events';
 import { createReadStream, openAsBlob } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -117,6 +118,80 @@ function showJson(name: string, route: string, summary: string): Command {
     },
   };
 }
+
+/** Copies a streamed answer to stdout as it arrives; a reader that went away (`| head`) ends the command quietly. */
+async function streamToStdout(body: ReadableStream<Uint8Array> | null): Promise<void> {
+  if (!body) return;
+  // Writes already queued fail after the reader is gone: exit then, which also drops the HTTP
+  // connection so the server stops its export.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.ok);
+    throw err;
+  });
+  for await (const chunk of body) {
+    if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+  }
+}
+
+const ROW_FILTERS = { department: 'department_id', job: 'job_id', from: 'from', to: 'to' } as const;
+
+/** `hr rows`: a page of a table, every page, one row, or the CSV export. */
+const rows: Command = {
+  usage: 'hr rows TABLE [ID] [--department N] [--job N] [--from ISO] [--to ISO] [--after CURSOR] [--limit N] [--all] [--csv]',
+  summary: 'Read a table: one page as an aligned table, --all pages, or --csv the whole selection streamed',
+  options: {
+    department: { type: 'string' },
+    job: { type: 'string' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    after: { type: 'string' },
+    limit: { type: 'string' },
+    all: { type: 'boolean' },
+    csv: { type: 'boolean' },
+  },
+  async run(client, { values, positionals }) {
+    const [t, id, ...extra] = positionals;
+    if (!t || !TABLES.includes(t)) throw new CliError(`name the table: ${TABLES.join(', ')}`, EXIT.usage);
+    if (extra.length > 0) throw new CliError(`unexpected ${extra.join(' ')}`, EXIT.usage);
+    const query = new URLSearchParams();
+    for (const [flag, param] of Object.entries(ROW_FILTERS)) {
+      const v = values[flag];
+      if (typeof v !== 'string') continue;
+      if (t !== 'hired_employees') throw new CliError(`--${flag} filters hired_employees only`, EXIT.usage);
+      query.set(param, v);
+    }
+    if (id !== undefined) {
+      if (query.size > 0 || values.after || values.limit || values.all) throw new CliError('an ID reads one row: no filters, --after, --limit or --all', EXIT.usage);
+      const row = await client.json<Record<string, unknown>>('GET', `/${t}/${encodeURIComponent(id)}`);
+      print([row], values.csv);
+      return EXIT.ok;
+    }
+    if (typeof values.after === 'string') query.set('after', values.after);
+    if (values.csv) {
+      // The server streams the whole selection from PostgreSQL's COPY; pages and --limit do not apply.
+      query.set('format', 'csv');
+      const res = await client.request('GET', `/${t}?${query}`);
+      await streamToStdout(res.body);
+      return EXIT.ok;
+    }
+    const limit = typeof values.limit === 'string' ? values.limit : values.all ? '1000' : undefined;
+    if (limit !== undefined) query.set('limit', limit);
+    const collected: Record<string, unknown>[] = [];
+    for (;;) {
+      const page = await client.json<{ rows: Record<string, unknown>[]; next: string | null }>('GET', `/${t}?${query}`);
+      collected.push(...page.rows);
+      if (page.next === null) break;
+      query.set('after', page.next);
+      if (!values.all) {
+        out(table(collected));
+        process.stderr.write(`more rows follow: add --after ${page.next} (or --all, or --csv for everything)\n`);
+        return EXIT.ok;
+      }
+    }
+    out(table(collected));
+    return EXIT.ok;
+  },
+};
 
 const commands: Record<string, Command> = {
   load: {
@@ -239,6 +314,7 @@ const commands: Record<string, Command> = {
       return EXIT.ok;
     },
   },
+  rows,
   health: showJson('health', '/health', 'Is the service up, and PostgreSQL and Redis behind it?'),
 };
 

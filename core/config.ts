@@ -43,6 +43,11 @@ const schema = z.object({
     .optional()
     .or(z.literal('').transform(() => undefined)),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Unset or empty: pretty lines on a terminal, JSON lines otherwise (see core/log.ts). */
+  LOG_FORMAT: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    z.enum(['json', 'pretty'], { error: 'LOG_FORMAT must be json or pretty (or unset: pretty on a terminal, JSON otherwise)' }).optional(),
+  ),
   /** Largest request body POST /ingest accepts, counted on the stream. */
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /**

@@ -19,9 +19,14 @@ export async function waitForJob(queue: JobQueue, id: string, timeoutMs: number)
     const job = await queue.getJob(id);
     if (!job) return { state: 'unknown', timedOut: false };
     const state = await job.getState();
-    if (state === 'completed') return { state, timedOut: false, result: job.returnvalue };
-    // A failed attempt with attempts left goes back to waiting/delayed; only the last one is final.
-    if (state === 'failed') return { state, timedOut: false, error: job.failedReason };
+    if (state === 'completed' || state === 'failed') {
+      // A BullMQ job is a snapshot read before getState(): if it finished in between, its result
+      // and reason are not in the snapshot yet. Read it again now that it is final.
+      const final = (await queue.getJob(id)) ?? job;
+      if (state === 'completed') return { state, timedOut: false, result: final.returnvalue };
+      // A failed attempt with attempts left goes back to waiting/delayed; only the last one is final.
+      return { state, timedOut: false, error: final.failedReason };
+    }
     if (Date.now() >= deadline) return { state, timedOut: true };
     await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
   }

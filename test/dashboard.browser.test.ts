@@ -90,3 +90,23 @@ test('the dashboard draws both charts and the table from the challenge data', as
   await page.waitForSelector('#hbq-chart p, #hbq-chart svg');
   await page.close();
 }, 60_000);
+
+test('the API reference at /docs renders the operations with nothing fetched from outside the service', async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const errors: string[] = [];
+  const elsewhere: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('request', (r) => {
+    const url = new URL(r.url());
+    if (url.protocol !== 'data:' && url.origin !== base) elsewhere.push(r.url());
+  });
+  await page.goto(`${base}/docs`);
+  const ingest = page.locator('.opblock-summary', { hasText: '/ingest/{table}' }).filter({ hasText: 'POST' });
+  await expect.poll(() => ingest.first().textContent(), { timeout: 15_000 }).toContain('Upsert a batch of 1 to 1000 rows');
+  // The page is drawn: the operation's block is visible and painted, not only present in the DOM.
+  expect(await ingest.first().isVisible()).toBe(true);
+  await page.waitForLoadState('networkidle');
+  expect(elsewhere).toEqual([]);
+  expect(errors).toEqual([]);
+  await page.close();
+}, 60_000);
