@@ -166,6 +166,8 @@ export class ChunkReader {
     const max = this.limits.rawMaxBytes;
     const buf = Buffer.alloc(Math.min(end - start, max + 2));
     const { bytesRead } = await this.fh.read(buf, 0, buf.length, start);
+    // Longer than the cap even without its line break (at most 2 bytes): cut, whatever its end holds.
+    if (end - start > max + 2) return { raw: cleanRaw(buf.toString('utf8', 0, charStart(buf, max))), truncated: true };
     let stop = bytesRead;
     while (stop > 0 && (buf[stop - 1] === 10 || buf[stop - 1] === 13)) stop--;
     if (stop <= max) return { raw: cleanRaw(buf.toString('utf8', 0, stop)), truncated: false };

@@ -205,6 +205,15 @@ describe('half-done writes', () => {
     }
   });
 
+  test('a long line naming a department that does not exist: one reject, its raw text cut at the cap', async () => {
+    const name = 'n'.repeat(60_000);
+    const a = await post('/loads?table=hired_employees&wait=true', 'text/csv', `85001,${name},2021-01-01T00:00:00Z,999,1\r\n85002,Ok,2019-01-01T00:00:00Z,1,1\r\n`);
+    expect(a.body).toMatchObject({ status: 'succeeded', rowsRead: 2, inserted: 1, rejected: 1 });
+    const [r] = await rejectLines(a.body.id);
+    expect(r).toMatchObject({ line: 1, truncated: true, errors: [{ field: 'department_id', message: 'unknown department_id 999' }] });
+    expect(r!.raw).toBe(`85001,${name}`.slice(0, 4096));
+  });
+
   test('a NUL byte after the first 64 KiB of a load file rejects that line; the load succeeds', async () => {
     const lines = Array.from({ length: 5000 }, (_, i) => `${80_000 + i},Job number ${i}`);
     lines[4000] = `${80_000 + 4000},Bad\u0000job`;
