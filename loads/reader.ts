@@ -195,8 +195,17 @@ export class ChunkReader {
       }
       if (b < 0x80) break;
     }
-    if (sample.indexOf(0) !== -1 || !isUtf8(sample.subarray(0, cut))) {
-      throw new UnprocessableError('the file is not CSV text: it holds binary data or is not UTF-8; send UTF-8 CSV');
+    // A file is binary (or another encoding) when NUL or bytes that are not UTF-8 are more than
+    // a trace of it; a few are bad lines, each a reject like anywhere else in the file.
+    const head = sample.subarray(0, cut);
+    if (!isUtf8(head) || head.indexOf(0) !== -1) {
+      const text = head.toString('utf8');
+      let odd = 0;
+      for (let i = text.indexOf('\u0000'); i !== -1; i = text.indexOf('\u0000', i + 1)) odd++;
+      for (let i = text.indexOf('\ufffd'); i !== -1; i = text.indexOf('\ufffd', i + 1)) odd++;
+      if (odd >= 4 && odd * 100 >= head.length) {
+        throw new UnprocessableError('the file is not CSV text: it holds binary data or is not UTF-8; send UTF-8 CSV');
+      }
     }
     if (BOM.every((b, i) => first[i] === b)) this.prevEnd = 3;
   }

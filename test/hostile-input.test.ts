@@ -225,6 +225,11 @@ describe('half-done writes', () => {
     expect(await rejectLines(a.body.id)).toEqual([
       { line: 4001, raw: '84000,Bad\u2400job', errors: [{ field: 'job', message: 'must not contain the NUL character' }] },
     ]);
+    // Near the start of a file too: a trace of NUL or non-UTF-8 bytes is bad lines, not a binary file.
+    const early = await post('/loads?table=jobs&wait=true', 'text/csv', Buffer.concat([Buffer.from('86001,A\u0000\n86002,'), Buffer.from([0xff]), Buffer.from('\n86003,ok\n')]));
+    expect(early.body).toMatchObject({ status: 'succeeded', rowsRead: 3, inserted: 1, rejected: 2 });
+    const binary = await post('/loads?table=jobs&wait=true', 'text/csv', Buffer.from('1,a\u0000\u0000\u0000\u0000\n'));
+    expect(binary.body).toMatchObject({ status: 'failed', error: expect.stringMatching(/not CSV text/) });
   });
 });
 
