@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError } from '../core/errors.js';
+import { AppError, TooManyRequestsError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 
 export interface ErrorBody {
@@ -15,6 +15,7 @@ export function errorBody(code: string, message: string, details?: unknown): Err
 const CODES: Record<number, string> = {
   400: 'bad_request',
   401: 'unauthorized',
+  403: 'forbidden',
   404: 'not_found',
   405: 'method_not_allowed',
   413: 'payload_too_large',
@@ -26,6 +27,7 @@ export function handleError(err: Error, c: Context, log: Logger): Response {
   const requestId = c.get('requestId') as string | undefined;
   if (err instanceof AppError) {
     if (err.status >= 500) log.error({ err, requestId }, err.message);
+    if (err instanceof TooManyRequestsError) c.header('Retry-After', String(err.retryAfterSeconds));
     return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException) {
