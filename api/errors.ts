@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError, TooManyRequestsError } from '../core/errors.js';
+import { AppError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 
 export interface ErrorBody {
@@ -26,8 +26,8 @@ const CODES: Record<number, string> = {
 export function handleError(err: Error, c: Context, log: Logger): Response {
   const requestId = c.get('requestId') as string | undefined;
   if (err instanceof AppError) {
+    if (err.retryAfter !== undefined) c.header('Retry-After', String(err.retryAfter));
     if (err.status >= 500) log.error({ err, requestId }, err.message);
-    if (err instanceof TooManyRequestsError) c.header('Retry-After', String(err.retryAfterSeconds));
     return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException) {

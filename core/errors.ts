@@ -14,6 +14,9 @@ export class AppError extends Error {
     super(message);
     this.name = new.target.name;
   }
+
+  /** Seconds after which trying again may work; the API sends it as Retry-After. */
+  retryAfter?: number;
 }
 
 export class BadRequestError extends AppError {
@@ -86,8 +89,9 @@ export class ForbiddenError extends AppError {
 
 /** Too much of one kind of work at once: 429 with `Retry-After` (api/errors.ts sets the header). */
 export class TooManyRequestsError extends AppError {
-  constructor(message: string, public readonly retryAfterSeconds: number, details?: unknown) {
-    super(429, 'too_many_requests', message, { ...(details as object | undefined), retryAfterSeconds }, true);
+  constructor(message: string, retryAfter: number, details?: unknown) {
+    super(429, 'too_many_requests', message, details, true);
+    this.retryAfter = retryAfter;
   }
 }
 
