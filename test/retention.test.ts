@@ -18,7 +18,7 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn();
@@ -51,7 +51,7 @@ describe('a disk nearly full', () => {
     expect((await app.request('/loads', { method: 'POST', body: form })).status).toBe(507);
     expect(await uploads()).toEqual([]);
     expect(await loadCount()).toBe(0);
-  });
+  }, 90_000);
 
   test('stops an upload with 507 when the disk fills while it streams, and removes the partial file', async () => {
     // Leave 128 MiB of room on this disk: the upload passes the first check and fills it.
@@ -76,7 +76,7 @@ describe('a disk nearly full', () => {
     expect(sent).toBeLessThan(2 ** 30);
     expect(await uploads()).toEqual([]);
     expect(await loadCount()).toBe(0);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('retention', () => {
@@ -91,7 +91,7 @@ describe('retention', () => {
   afterAll(async () => {
     await workers?.close();
     await s?.cleanup();
-  });
+  }, 90_000);
 
   const getLoad = async (id: string) => (await (await app.request(`/loads/${id}`)).json()) as Load;
 
@@ -138,11 +138,11 @@ describe('retention', () => {
     await until('the orphan to be removed', async () => ((await filesUnder(orphanDir)).length === 0 ? true : undefined));
     // The tables keep what was loaded.
     expect((await s.pool.query('SELECT id FROM jobs ORDER BY id')).rows.map((r) => r.id)).toEqual([1, 2, 3]);
-  }, 60_000);
+  }, 120_000);
 
   test('0 days keeps everything', async () => {
     const keep = { ...s.config, UPLOAD_RETENTION_DAYS: 0, REJECT_RETENTION_DAYS: 0 };
     await postCsv(app, '/ingest/jobs', '-2,Bad\n');
     expect(await runRetention({ ...s, config: keep }, Date.now() + 365 * 86_400_000)).toEqual({ uploadsRemoved: 0, orphansRemoved: 0, rejectsRemoved: 0 });
-  });
+  }, 90_000);
 });

@@ -44,9 +44,9 @@ describe('HOST by default', () => {
     expect(loadConfig({ API_KEY: KEY }).HOST).toBe('0.0.0.0');
     expect(loadConfig({ HOST: '0.0.0.0' }).HOST).toBe('0.0.0.0');
     expect(loadConfig({ HOST: '::1', API_KEY: KEY }).HOST).toBe('::1');
-  });
+  }, 90_000);
 
-  /** Starts `main.ts --api` with `env`; resolves with its log lines up to "listening" and a way to stop it. */
+  /** Starts `main.ts` with `env`; resolves with its log lines up to "listening" and a way to stop it. */
   async function start(env: Record<string, string>): Promise<{ port: number; lines: { msg: string; host?: string; level: string }[]; stop: () => Promise<void> }> {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'hrsafe-'));
     const queuePrefix = uniqueName('hrq');
@@ -73,7 +73,7 @@ describe('HOST by default', () => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
         reject(new Error(`no "listening" line; stderr: ${stderr}`));
-      }, 30_000);
+      }, 60_000);
       let rest = '';
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
         const parts = (rest + chunk).split('\n');
@@ -123,7 +123,7 @@ describe('HOST by default', () => {
     } finally {
       await server.stop();
     }
-  }, 60_000);
+  }, 120_000);
 
   test('with API_KEY it listens on every interface, and writes need the key', async () => {
     const server = await start({ API_KEY: KEY });
@@ -139,7 +139,7 @@ describe('HOST by default', () => {
     } finally {
       await server.stop();
     }
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('state-changing requests from another site', () => {
@@ -165,7 +165,7 @@ describe('state-changing requests from another site', () => {
     // Nothing was written.
     expect((await s.pool.query('SELECT count(*)::int AS n FROM departments')).rows[0].n).toBe(0);
     expect((await s.pool.query('SELECT count(*)::int AS n FROM loads')).rows[0].n).toBe(0);
-  });
+  }, 90_000);
 
   test("pass from the service's own pages, from TRUSTED_ORIGINS, and from clients that are not browsers", async () => {
     const ok = (res: Response) => expect(res.status).not.toBe(403);
@@ -179,12 +179,12 @@ describe('state-changing requests from another site', () => {
     expect((await postCsv(trusting, '/ingest/jobs', '1,Clerk\n', { origin: 'https://other.example' })).status).toBe(403);
     // Reading is never refused: a GET changes nothing.
     expect((await app.request('/loads', { headers: { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' } })).status).toBe(200);
-  });
+  }, 90_000);
 
   test('TRUSTED_ORIGINS must hold origins', () => {
     expect(loadConfig({ TRUSTED_ORIGINS: 'https://a.example, http://b.example:8080' }).TRUSTED_ORIGINS).toEqual(['https://a.example', 'http://b.example:8080']);
     expect(() => loadConfig({ TRUSTED_ORIGINS: 'a.example/path' })).toThrow(/TRUSTED_ORIGINS/);
-  });
+  }, 90_000);
 });
 
 type Doc = { paths: Record<string, Record<string, { security?: unknown[] }>> };
@@ -209,6 +209,12 @@ describe('with API_KEY set', () => {
     }
     expect(marked.sort()).toEqual([
       'GET /backups/{id}/verify',
+      'GET /departments',
+      'GET /departments/{id}',
+      'GET /hired_employees',
+      'GET /hired_employees/{id}',
+      'GET /jobs',
+      'GET /jobs/{id}',
       'GET /loads/{id}/rejects',
       'POST /backups',
       'POST /backups/{table}/restore',
@@ -223,14 +229,14 @@ describe('with API_KEY set', () => {
     for (const url of ['/', '/dashboard.js', '/docs', '/openapi.json']) expect((await keyed.request(url)).status).toBe(200);
     // HEAD is a GET.
     expect((await keyed.request('/loads/0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77/rejects', { method: 'HEAD' })).status).toBe(401);
-  });
+  }, 90_000);
 
   test('the key opens them; a wrong one does not', async () => {
     const id = '0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77';
     expect((await keyed.request(`/loads/${id}/rejects`, { headers: bearer })).status).toBe(404);
     expect((await keyed.request(`/loads/${id}/rejects`, { headers: { authorization: 'Bearer not-the-key-0123456789' } })).status).toBe(401);
     expect((await keyed.request('/backups/20990101T000000000Z-abcdef/verify', { headers: bearer })).status).toBe(404);
-  });
+  }, 90_000);
 });
 
 describe('heavy work is bounded', () => {
@@ -257,7 +263,7 @@ describe('heavy work is bounded', () => {
     expect((await first).status).toBe(202);
     // Its place is free again.
     expect((await postCsv(one, '/loads?table=jobs', '2,Clerk\n')).status).toBe(202);
-  });
+  }, 90_000);
 
   test('backups and restores queue up to BACKUP_QUEUE_MAX, then 429', async () => {
     // No worker runs in this suite's services: jobs stay waiting.
@@ -273,7 +279,7 @@ describe('heavy work is bounded', () => {
     } finally {
       await t.cleanup();
     }
-  });
+  }, 90_000);
 
   test('verifications past VERIFY_CONCURRENCY are refused 429 with Retry-After', async () => {
     const t = await createTestServices({ VERIFY_CONCURRENCY: '1' });
@@ -300,7 +306,7 @@ describe('heavy work is bounded', () => {
       await stop();
       await t.cleanup();
     }
-  });
+  }, 90_000);
 });
 
 describe('no internals in answers', () => {
@@ -312,7 +318,7 @@ describe('no internals in answers', () => {
       expect(text).toContain('DATA_DIR/landing');
       expectNoInternals(text);
     }
-  });
+  }, 90_000);
 
   test('loads, backups and the warehouse show paths relative to DATA_DIR', async () => {
     const t = await createTestServices();
@@ -350,7 +356,7 @@ describe('no internals in answers', () => {
       await stop();
       await t.cleanup();
     }
-  });
+  }, 90_000);
 
   test('/health says a dependency is down without its host or error text, and the embedded one without DATA_DIR', async () => {
     const deadPool = createPool('postgres://postgres@127.0.0.1:1/none', 1);
@@ -373,7 +379,7 @@ describe('no internals in answers', () => {
     } finally {
       await embedded.cleanup();
     }
-  });
+  }, 90_000);
 
   test('a failed warehouse refresh answers 500 naming the job, not the failure text', async () => {
     const t = await createTestServices({ WAREHOUSE_REFRESH_WAIT_MS: '60000' });
@@ -392,5 +398,5 @@ describe('no internals in answers', () => {
       await stop();
       await t.cleanup();
     }
-  }, 60_000);
+  }, 120_000);
 });
