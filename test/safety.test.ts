@@ -62,6 +62,7 @@ describe('HOST by default', () => {
         DATA_DIR: dataDir,
         QUEUE_PREFIX: queuePrefix,
         LOG_LEVEL: 'info',
+        LOG_FORMAT: 'json',
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
