@@ -20,6 +20,7 @@ const API_LEVEL = [
   'test/backups-schedule.test.ts',
   'test/dashboard.browser.test.ts',
   'test/tables.test.ts',
+  'test/retention.test.ts',
 ];
 
 export default defineConfig({
