@@ -18,7 +18,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY --from=build /app/dist ./dist
 COPY scripts ./scripts
 COPY cli/hr.mjs ./cli/hr.mjs
-ENV DATA_DIR=/data PORT=3000
+# Inside a container 127.0.0.1 is the container alone: listen on every interface, and let the
+# published port decide who reaches it (docker-compose.yml publishes on the host's loopback).
+ENV DATA_DIR=/data PORT=3000 HOST=0.0.0.0
 VOLUME ["/data"]
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \

@@ -77,6 +77,12 @@ async function main(): Promise<void> {
     const app = createApp(services);
     server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
       log.info({ port: info.port, host: config.HOST, dataDir: config.DATA_DIR }, `listening on http://localhost:${info.port}`);
+      if (!config.API_KEY) {
+        const reach = isLoopback(config.HOST)
+          ? `anyone on this machine (HOST ${config.HOST}; set API_KEY before setting HOST to listen beyond it)`
+          : `anyone who can reach ${config.HOST}:${info.port} on the network`;
+        log.warn({ host: config.HOST }, `writes are open: API_KEY is unset, so ${reach} can load, change and restore data`);
+      }
     });
   }
 
@@ -101,6 +107,10 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   if (demo) await startDemo(services);
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 main().catch(async (err: unknown) => {

@@ -21,6 +21,7 @@ const API_LEVEL = [
   'test/dashboard.browser.test.ts',
   'test/edge-values.test.ts',
   'test/tables.test.ts',
+  'test/retention.test.ts',
 ];
 
 export default defineConfig({

@@ -2,7 +2,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { requestId } from 'hono/request-id';
 import type { Services } from '../jobs/index.js';
 import { errorBody, handleError } from './errors.js';
-import { accessLog, requireApiKey } from './middleware.js';
+import { accessLog, KeyedRoutes, refuseCrossSite, requireApiKey } from './middleware.js';
 import { unknownTable } from './params.js';
 import { registerDashboard } from './routes/dashboard.js';
 import { registerDocs } from './routes/docs.js';
@@ -39,7 +39,10 @@ export function createApp(services: Services): OpenAPIHono {
 
   app.use('*', requestId());
   app.use('*', accessLog(services.log));
-  app.use('*', requireApiKey(services.config.API_KEY));
+  app.use('*', refuseCrossSite(services.config.TRUSTED_ORIGINS));
+  // Filled once every route is registered (below): the GET routes declared with `security`.
+  const keyed = new KeyedRoutes();
+  app.use('*', requireApiKey(services.config.API_KEY, keyed));
 
   registerDashboard(app);
   registerHealth(app, services);
@@ -60,6 +63,7 @@ export function createApp(services: Services): OpenAPIHono {
     },
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  keyed.addFrom(app);
   registerDocs(app);
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));

@@ -15,6 +15,7 @@ export function errorBody(code: string, message: string, details?: unknown): Err
 const CODES: Record<number, string> = {
   400: 'bad_request',
   401: 'unauthorized',
+  403: 'forbidden',
   404: 'not_found',
   405: 'method_not_allowed',
   413: 'payload_too_large',
@@ -25,6 +26,7 @@ const CODES: Record<number, string> = {
 export function handleError(err: Error, c: Context, log: Logger): Response {
   const requestId = c.get('requestId') as string | undefined;
   if (err instanceof AppError) {
+    if (err.retryAfter !== undefined) c.header('Retry-After', String(err.retryAfter));
     if (err.status >= 500) log.error({ err, requestId }, err.message);
     return c.json(errorBody(err.code, err.message, err.details), err.status as ContentfulStatusCode);
   }

@@ -1,23 +1,45 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
-import { UnauthorizedError } from '../core/errors.js';
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context, MiddlewareHandler } from 'hono';
+import { ForbiddenError, UnauthorizedError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { TABLE_NAMES } from '../core/tables.js';
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/** Paths that answer row-level data: their GETs need the key too. */
-const ROW_LEVEL = [new RegExp(`^/(${TABLE_NAMES.join('|')})(/|$)`)];
+/**
+ * The GET routes that need the API key: those whose declaration carries `security` (row-level
+ * data, heavy work). Read from the OpenAPI registry once every route is registered, so the
+ * document and the check cannot disagree.
+ */
+export class KeyedRoutes {
+  private patterns: RegExp[] = [];
+
+  addFrom(app: OpenAPIHono): void {
+    for (const d of app.openAPIRegistry.definitions) {
+      if (d.type !== 'route' || d.route.method !== 'get' || !d.route.security?.length) continue;
+      const source = d.route.path
+        .split(/\{[^}]+\}/)
+        .map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+        .join('[^/]+');
+      this.patterns.push(new RegExp(`^${source}$`));
+    }
+  }
+
+  has(path: string): boolean {
+    return this.patterns.some((p) => p.test(path));
+  }
+}
 
 /**
- * With an API key configured, every non-GET route needs `Authorization: Bearer <key>`, and so
- * do GET and HEAD on the row-level paths.
+ * With an API key configured, every non-GET route needs `Authorization: Bearer <key>`, and so do
+ * GET and HEAD on the routes `keyed` names. Without a key everything is open (and the service
+ * listens on 127.0.0.1 unless HOST says otherwise: core/config.ts).
  */
-export function requireApiKey(key: string | undefined): MiddlewareHandler {
+export function requireApiKey(key: string | undefined, keyed: KeyedRoutes): MiddlewareHandler {
   const expected = key === undefined ? undefined : Buffer.from(key);
   return async (c, next) => {
-    const open = SAFE.has(c.req.method) && (c.req.method === 'OPTIONS' || !ROW_LEVEL.some((p) => p.test(c.req.path)));
-    if (expected === undefined || open) return next();
+    if (expected === undefined || c.req.method === 'OPTIONS') return next();
+    if (SAFE.has(c.req.method) && !keyed.has(c.req.path)) return next();
     const m = /^Bearer\s+(.+)$/i.exec(c.req.header('authorization') ?? '');
     const given = m ? Buffer.from(m[1]!.trim()) : undefined;
     if (!given || given.length !== expected.length || !timingSafeEqual(given, expected)) {
@@ -25,6 +47,38 @@ export function requireApiKey(key: string | undefined): MiddlewareHandler {
     }
     return next();
   };
+}
+
+/**
+ * Refuses a state-changing request that a page of another site made a browser send (CSRF), as
+ * hono/csrf does, but for every content type and for body-less requests too: hono/csrf checks
+ * only form-like bodies, while a cross-site `fetch` can POST JSON-less restores and multipart
+ * loads as well. A request passes when the browser says it came from this origin
+ * (`Sec-Fetch-Site: same-origin`), when its `Origin` is this host or one of `trusted`, or when it
+ * carries neither header (curl, the CLI, scripts: not a browser, so not forgeable by a page).
+ */
+export function refuseCrossSite(trusted: readonly string[]): MiddlewareHandler {
+  return async (c, next) => {
+    if (SAFE.has(c.req.method)) return next();
+    const site = c.req.header('sec-fetch-site');
+    const origin = c.req.header('origin');
+    if (site === 'same-origin') return next();
+    if (origin !== undefined && (trusted.includes(origin) || isOwnHost(origin, c))) return next();
+    if (origin === undefined && site === undefined) return next();
+    throw new ForbiddenError(
+      `refused a ${c.req.method} sent by a page of another site (${origin !== undefined ? `Origin ${origin}` : `Sec-Fetch-Site ${site}`}): ` +
+        "only this service's own pages, TRUSTED_ORIGINS, and clients that are not browsers may change data",
+      { origin: origin ?? null, secFetchSite: site ?? null },
+    );
+  };
+}
+
+function isOwnHost(origin: string, c: Context): boolean {
+  try {
+    return new URL(origin).host === (c.req.header('host') ?? new URL(c.req.url).host);
+  } catch {
+    return false; // "null" (sandboxed frames, file: pages) or garbage
+  }
 }
 
 /** One JSON log line per request, carrying the request id the response also sends back. */

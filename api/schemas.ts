@@ -81,3 +81,21 @@ export const rowSchemas = {
 export const IngestRowsSchema = z
   .union([z.array(rowSchemas.any), z.object({ rows: z.array(rowSchemas.any) })])
   .openapi('IngestRows', { description: 'A JSON array of row objects, or {"rows": [...]}' });
+
+/**
+ * A route that needs the API key when API_KEY is set: spread into its declaration. The document
+ * marks it, and api/middleware.ts holds GET routes carrying it to the key (every non-GET route
+ * needs the key anyway).
+ */
+export const keyed: { security: { bearer: string[] }[] } = { security: [{ bearer: [] }] };
+
+/** The answers every route that needs the key can give. */
+export const keyErrors = {
+  401: error('API_KEY is set and the request has no or a wrong "Authorization: Bearer <key>"'),
+};
+
+/** The answers of every state-changing route, besides its own. */
+export const writeErrors = {
+  ...keyErrors,
+  403: error('Sent by a page of another site (Origin or Sec-Fetch-Site): refused, see TRUSTED_ORIGINS'),
+};

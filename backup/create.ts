@@ -89,7 +89,7 @@ export async function createBackup(services: Services, opts: BackupOptions = {})
   log.info({ backup: id, tables: manifest.tables.map((t) => ({ table: t.table, rows: t.rows, bytes: t.bytes })) }, 'backup written');
   const removed = await prune(root, config.BACKUP_KEEP);
   if (removed.length > 0) log.info({ removed, keep: config.BACKUP_KEEP }, 'old backups removed');
-  return entriesOf(root, manifest);
+  return entriesOf(config, manifest);
 }
 
 /** What backs a table up: its columns in dictionary order, ordered by id, in binary COPY format. */

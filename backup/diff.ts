@@ -66,7 +66,11 @@ export async function applyDiff(client: PoolClient, table: TableDef, counts: Dif
   } catch (err) {
     // A writer slipped a reference in between our checks and the delete (or the rebuilt key).
     if ((err as { code?: string }).code === '23503') {
-      throw new ConflictError(`restoring ${table.name} would break a foreign key: ${(err as Error).message}. Nothing was restored`);
+      // The driver's text names constraints and values of other tables: the answer says what happened instead.
+      throw new ConflictError(
+        `restoring ${table.name} would break a foreign key: rows written meanwhile and the backup's rows no longer fit together. Nothing was restored; try again`,
+        { table: table.name },
+      );
     }
     throw err;
   }

@@ -8,7 +8,8 @@ import { UnprocessableError } from '../core/errors.js';
 import { TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { codecs, parseWriterSchema, schemaMismatch } from './avro.js';
 import { Digest } from './digest.js';
-import { readManifest, setDir, type ManifestTable } from './sets.js';
+import { dataPath } from '../core/config.js';
+import { readManifest, setDir, type BackupPlaces, type ManifestTable } from './sets.js';
 
 /**
  * Reading a backup file back, with every check a restore needs: the header and the embedded
@@ -18,10 +19,9 @@ import { readManifest, setDir, type ManifestTable } from './sets.js';
  */
 export class BackupFileError extends UnprocessableError {
   constructor(file: string, problem: string) {
-    super(`backup file ${path.basename(path.dirname(file))}/${path.basename(file)} is unusable: ${problem}`, {
-      file,
-      problem,
-    });
+    // Named as under DATA_DIR (every set is a folder of DATA_DIR/backups), never by its absolute path.
+    const shown = `backups/${path.basename(path.dirname(file))}/${path.basename(file)}`;
+    super(`backup file ${shown} is unusable: ${problem}`, { file: shown, problem });
   }
 }
 
@@ -126,13 +126,14 @@ export interface VerifyReport {
 }
 
 /** Checks every file of a set (or one table's) without touching the database. */
-export async function verifyBackup(root: string, id: string, table?: TableName): Promise<VerifyReport> {
+export async function verifyBackup(places: BackupPlaces, id: string, table?: TableName): Promise<VerifyReport> {
+  const root = places.dirs.backups;
   const manifest = await readManifest(root, id);
   const tables: FileCheck[] = [];
   for (const entry of manifest.tables) {
     if (table !== undefined && entry.table !== table) continue;
     const file = path.join(setDir(root, id), entry.file);
-    const check: FileCheck = { table: entry.table, file, ok: true, rows: entry.rows, bytes: entry.bytes, sha256: entry.sha256 };
+    const check: FileCheck = { table: entry.table, file: dataPath(places.DATA_DIR, file), ok: true, rows: entry.rows, bytes: entry.bytes, sha256: entry.sha256 };
     try {
       await readBackupFile(file, TABLES[entry.table], entry, []);
     } catch (err) {

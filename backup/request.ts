@@ -1,4 +1,4 @@
-import { AppError, NotFoundError } from '../core/errors.js';
+import { AppError, NotFoundError, TooManyRequestsError } from '../core/errors.js';
 import type { TableName } from '../core/tables.js';
 import { errorFromFailure, waitForJob, type JobOptions, type Services } from '../jobs/index.js';
 import { BACKUP_JOB, BACKUP_JOB_OPTS, RESTORE_JOB, RESTORE_JOB_OPTS, type BackupJobData, type RestoreJobData } from './jobs.js';
@@ -14,6 +14,7 @@ export type Outcome<T> = { done: true; value: T } | { done: false; jobId: string
  */
 async function runBackupJob<T>(services: Services, name: string, data: object, opts: JobOptions, waitFor: boolean): Promise<Outcome<T>> {
   const { queues } = services;
+  await refuseWhenFull(services);
   const jobId = (await queues.backups.add(name, data, opts)).id!;
   if (!waitFor) return { done: false, jobId, status: 'queued' };
   const outcome = await waitForJob(queues.backups, jobId, services.config.BACKUP_WAIT_MS);
@@ -23,6 +24,23 @@ async function runBackupJob<T>(services: Services, name: string, data: object, o
   if (appError) throw appError;
   services.log.error({ job: jobId, name, reason: outcome.error }, 'backup job failed');
   throw new AppError(500, 'job_failed', `${name} job ${jobId} failed; the worker log has the details`, { jobId });
+}
+
+/**
+ * Backups and restores queue up (the worker runs one at a time), but only so far: past
+ * BACKUP_QUEUE_MAX jobs waiting or running, over every process, a request is refused with 429.
+ * The count and the add are not atomic, so two processes may pass it together; a soft bound.
+ */
+async function refuseWhenFull({ config, queues }: Services): Promise<void> {
+  const counts = await queues.backups.getJobCounts('waiting', 'active', 'prioritized', 'waiting-children');
+  const queued = Object.values(counts).reduce((a, b) => a + b, 0);
+  if (queued >= config.BACKUP_QUEUE_MAX) {
+    throw new TooManyRequestsError(
+      `${queued} backups and restores are already waiting or running (BACKUP_QUEUE_MAX ${config.BACKUP_QUEUE_MAX}); try again in 30 s`,
+      30,
+      { queued, limit: config.BACKUP_QUEUE_MAX },
+    );
+  }
 }
 
 /** Queues a backup set of `tables` (run by the worker); with `wait`, answers with its files once written. */

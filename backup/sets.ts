@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { dataPath, type Config } from '../core/config.js';
 import { NotFoundError } from '../core/errors.js';
 import { isTableName, type TableName } from '../core/tables.js';
 
@@ -35,10 +36,14 @@ export interface Manifest {
   tables: ManifestTable[];
 }
 
+/** Where backups live: DATA_DIR, for the paths answers show, and its backups folder. */
+export type BackupPlaces = Pick<Config, 'DATA_DIR' | 'dirs'>;
+
 /** One file of a set, as the API lists it. */
 export interface BackupEntry {
   id: string;
   table: TableName;
+  /** Relative to DATA_DIR: `backups/<id>/<table>.avro`. */
   file: string;
   rows: number;
   bytes: number;
@@ -87,11 +92,11 @@ export async function listIds(root: string): Promise<string[]> {
   return names.filter(isBackupId).sort().reverse();
 }
 
-export function entriesOf(root: string, m: Manifest): BackupEntry[] {
+export function entriesOf(places: BackupPlaces, m: Manifest): BackupEntry[] {
   return m.tables.map((t) => ({
     id: m.id,
     table: t.table,
-    file: path.join(setDir(root, m.id), t.file),
+    file: dataPath(places.DATA_DIR, path.join(setDir(places.dirs.backups, m.id), t.file)),
     rows: t.rows,
     bytes: t.bytes,
     sha256: t.sha256,
@@ -100,12 +105,13 @@ export function entriesOf(root: string, m: Manifest): BackupEntry[] {
 }
 
 /** Every file of every finished set, newest first; only those of `table` when given. */
-export async function listBackups(root: string, table?: TableName): Promise<BackupEntry[]> {
+export async function listBackups(places: BackupPlaces, table?: TableName): Promise<BackupEntry[]> {
+  const root = places.dirs.backups;
   const out: BackupEntry[] = [];
   for (const id of await listIds(root)) {
     const m = await readManifest(root, id).catch(() => undefined);
     if (!m) continue; // removed meanwhile
-    for (const e of entriesOf(root, m)) if (table === undefined || e.table === table) out.push(e);
+    for (const e of entriesOf(places, m)) if (table === undefined || e.table === table) out.push(e);
   }
   return out;
 }

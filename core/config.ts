@@ -27,7 +27,11 @@ const bytes = (fallback: number) => z.coerce.number().int().positive().default(f
 
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  HOST: z.string().default('0.0.0.0'),
+  /**
+   * Address to listen on. Unset: 127.0.0.1 without API_KEY (writes need no key, so only this
+   * machine may send them), 0.0.0.0 with it. See loadConfig.
+   */
+  HOST: z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), z.string().trim().optional()),
   /** Unset: PostgreSQL runs embedded (PGlite) with its files under DATA_DIR/postgres. */
   DATABASE_URL: optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
   /** Unset or empty: jobs run in-process (see jobs/local-queue.ts) instead of on BullMQ. */
@@ -48,6 +52,33 @@ const schema = z.object({
     (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
     z.enum(['json', 'pretty'], { error: 'LOG_FORMAT must be json or pretty (or unset: pretty on a terminal, JSON otherwise)' }).optional(),
   ),
+  /**
+   * Origins (scheme://host[:port], comma-separated) whose pages may send state-changing requests
+   * besides the service's own pages; every other site gets 403 (api/middleware.ts: csrf).
+   */
+  TRUSTED_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((o) => o.trim()).filter((o) => o !== ''))
+    .pipe(z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'TRUSTED_ORIGINS holds origins like https://intranet.example.com, comma-separated'))),
+  /** Backup verifications (GET /backups/{id}/verify) one API process runs at once; 429 past it. */
+  VERIFY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+  /** CSV uploads (POST /loads with a text/csv or multipart body) one API process streams at once; 429 past it. */
+  UPLOAD_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  /** Backups and restores waiting or running on the backups queue (all processes) before more are refused with 429. */
+  BACKUP_QUEUE_MAX: z.coerce.number().int().min(1).max(1000).default(4),
+  /** An upload is refused (507) when the landing folder's disk would have less free space than this. */
+  MIN_FREE_DISK_BYTES: z.coerce.number().int().min(0).default(1024 ** 3),
+  /** Days an uploaded file is kept after its load finished; 0 keeps them for ever. Fractions allowed. */
+  UPLOAD_RETENTION_DAYS: z.coerce.number().min(0).default(7),
+  /** Days a reject is kept in the rejects table; 0 keeps them for ever. Fractions allowed. */
+  REJECT_RETENTION_DAYS: z.coerce.number().min(0).default(30),
+  /** When the retention job runs (cron, 5 or 6 fields, UTC). */
+  RETENTION_CRON: z
+    .string()
+    .trim()
+    .regex(/^\S+(\s+\S+){4,5}$/, 'RETENTION_CRON must be a cron pattern of 5 or 6 fields, e.g. "7 * * * *"')
+    .default('7 * * * *'),
   /** Largest request body POST /ingest accepts, counted on the stream. */
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /**
@@ -123,8 +154,10 @@ const schema = z.object({
 });
 
 export type Config = Readonly<
-  Omit<z.infer<typeof schema>, 'DATA_DIR'> & {
+  Omit<z.infer<typeof schema>, 'DATA_DIR' | 'HOST'> & {
     DATA_DIR: string;
+    /** Resolved: the HOST setting, or the default that depends on API_KEY. */
+    HOST: string;
     /** Folders under DATA_DIR, all absolute. */
     dirs: { landing: string; rejects: string; backups: string; warehouse: string };
   }
@@ -150,6 +183,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const dataDir = path.resolve(parsed.data.DATA_DIR);
   return Object.freeze({
     ...parsed.data,
+    // Without a key anyone who can connect may write, so by default only this machine can.
+    HOST: parsed.data.HOST ?? (parsed.data.API_KEY ? '0.0.0.0' : '127.0.0.1'),
     DATA_DIR: dataDir,
     dirs: {
       landing: path.join(dataDir, 'landing'),
@@ -170,4 +205,15 @@ export function serverDatabaseUrl(config: Config): string {
 export function urlLabel(url: string): string {
   const u = new URL(url);
   return `${u.protocol}//${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
+}
+
+/**
+ * A path under DATA_DIR as answers show it: relative to DATA_DIR, `/`-separated
+ * (`landing/uploads/…`, `backups/<id>/jobs.avro`). Absolute paths name the server's folders, so
+ * they stay in the log.
+ */
+export function dataPath(dataDir: string, file: string): string {
+  const rel = path.relative(dataDir, file);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return path.basename(file);
+  return rel.split(path.sep).join('/');
 }

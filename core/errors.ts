@@ -14,6 +14,9 @@ export class AppError extends Error {
     super(message);
     this.name = new.target.name;
   }
+
+  /** Seconds after which trying again may work; the API sends it as Retry-After. */
+  retryAfter?: number;
 }
 
 export class BadRequestError extends AppError {
@@ -76,4 +79,43 @@ export class UnavailableError extends AppError {
   constructor(message: string, details?: unknown) {
     super(503, 'unavailable', message, details, true);
   }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super(403, 'forbidden', message, details);
+  }
+}
+
+/** Too much of one kind of work at once: 429 with `Retry-After` (api/errors.ts sets the header). */
+export class TooManyRequestsError extends AppError {
+  constructor(message: string, retryAfter: number, details?: unknown) {
+    super(429, 'too_many_requests', message, details, true);
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** The disk is (nearly) full: an upload is refused before it could fill it. */
+export class InsufficientStorageError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super(507, 'insufficient_storage', message, details, true);
+  }
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE']);
+
+/**
+ * What a client or a stored status (a load's `error`) may say about an error: an AppError's own
+ * message, or a fixed description of the kind of failure. Driver and system messages carry host
+ * names, paths and SQL, so they go to the log only (the caller logs `err` beside this).
+ */
+export function publicReason(err: unknown): string {
+  if (err instanceof AppError) return err.message;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') {
+    if (NETWORK_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P03') return 'the database or the queue is unreachable';
+    if (/^[0-9A-Z]{5}$/.test(code)) return `the database refused the work (SQLSTATE ${code})`;
+    if (code === 'ENOSPC') return 'the disk is full';
+  }
+  return 'an internal error';
 }

@@ -1,10 +1,10 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, realpath, rm, stat } from 'node:fs/promises';
+import { mkdir, realpath, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { BadRequestError, PayloadTooLargeError } from '../core/errors.js';
+import { BadRequestError, InsufficientStorageError, PayloadTooLargeError } from '../core/errors.js';
 
 /**
  * The landing folder: where uploaded CSV files are written and where `{table, path}` loads read.
@@ -15,8 +15,9 @@ import { BadRequestError, PayloadTooLargeError } from '../core/errors.js';
 export async function resolveLandingFile(landing: string, given: string): Promise<{ file: string; bytes: number }> {
   if (given.trim() === '' || given.includes('\0')) throw new BadRequestError('path must name a file under the landing folder');
   const root = await realpath(landing);
+  // The folder is named as users know it (DATA_DIR/landing), never by its absolute path.
   const outside = () =>
-    new BadRequestError(`path "${given}" is outside the landing folder; put the file under ${landing}`, { path: given });
+    new BadRequestError(`path "${given}" is outside the landing folder; put the file under DATA_DIR/landing`, { path: given });
   const lexical = path.resolve(root, given);
   if (!isInside(root, lexical) && !isInside(landing, path.resolve(landing, given))) throw outside();
   let real: string;
@@ -41,29 +42,73 @@ export function tooLarge(limit: number): PayloadTooLargeError {
   return new PayloadTooLargeError(`the upload is larger than ${limit} bytes (LOAD_MAX_BYTES)`, { limitBytes: limit });
 }
 
+/** The bounds of one upload request. */
+export interface UploadLimits {
+  /** LOAD_MAX_BYTES: 413 past it. */
+  maxBytes: number;
+  /** MIN_FREE_DISK_BYTES: 507 when the disk would keep less free. */
+  minFreeBytes: number;
+}
+
 /** Bytes counted so far for one request (several files of a multipart body share it). */
 export interface ByteCount {
   bytes: number;
 }
 
-/** Counts bytes through a stream into a shared count and fails it with 413 past the limit. */
+/** How often, in bytes written, an upload looks at the disk's free space again. */
+const DISK_CHECK_BYTES = 4 * 1024 * 1024;
+
+function diskFull(minFree: number): InsufficientStorageError {
+  return new InsufficientStorageError(
+    `the disk of the landing folder is nearly full: an upload may not leave less than ${minFree} bytes free (MIN_FREE_DISK_BYTES); nothing was kept, try again once space is freed`,
+    { minFreeBytes: minFree },
+  );
+}
+
+/** 507 when the disk holding `dir` has less than `minFree` + `more` bytes available. */
+export async function checkFreeDisk(dir: string, minFree: number, more = 0): Promise<void> {
+  if (minFree <= 0) return;
+  const fs = await statfs(await existing(dir));
+  if (fs.bavail * fs.bsize < minFree + more) throw diskFull(minFree);
+}
+
+/** `dir`, or its nearest existing parent (the landing folder is made on the first upload). */
+async function existing(dir: string): Promise<string> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const found = await stat(d).then(() => true, () => false);
+    if (found || path.dirname(d) === d) return d;
+  }
+}
+
+/**
+ * Counts bytes through a stream into a shared count: 413 past the limit, 507 when the disk gets
+ * nearly full on the way (checked every few MiB).
+ */
 export class ByteLimit extends Transform {
   bytes = 0;
-  constructor(private readonly limit: number, private readonly shared: ByteCount) {
+  private unchecked = 0;
+  constructor(private readonly limits: UploadLimits, private readonly shared: ByteCount, private readonly dir: string) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
     this.bytes += chunk.length;
     this.shared.bytes += chunk.length;
-    if (this.shared.bytes > this.limit) done(tooLarge(this.limit));
-    else done(null, chunk);
+    this.unchecked += chunk.length;
+    if (this.shared.bytes > this.limits.maxBytes) return done(tooLarge(this.limits.maxBytes));
+    if (this.unchecked < DISK_CHECK_BYTES) return done(null, chunk);
+    this.unchecked = 0;
+    checkFreeDisk(this.dir, this.limits.minFreeBytes, chunk.length).then(() => done(null, chunk), done);
   }
 }
 
-/** Streams `source` into `file` (a new file under landing), never holding it in memory; returns its size. */
-export async function saveUpload(file: string, source: Readable, limit: number, shared: ByteCount = { bytes: 0 }): Promise<number> {
+/**
+ * Streams `source` into `file` (a new file under landing), never holding it in memory; returns its
+ * size. On any failure (413, 507, a broken connection) the partial file is removed.
+ */
+export async function saveUpload(file: string, source: Readable, limits: UploadLimits, shared: ByteCount = { bytes: 0 }): Promise<number> {
   await mkdir(path.dirname(file), { recursive: true });
-  const counter = new ByteLimit(limit, shared);
+  await checkFreeDisk(path.dirname(file), limits.minFreeBytes);
+  const counter = new ByteLimit(limits, shared, path.dirname(file));
   try {
     await pipeline(source, counter, createWriteStream(file, { flags: 'wx' }));
   } catch (err) {

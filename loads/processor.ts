@@ -1,6 +1,6 @@
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import type { Services } from '../jobs/index.js';
-import { AppError } from '../core/errors.js';
+import { AppError, publicReason } from '../core/errors.js';
 import { enqueueLoads, type LoadJobData } from './enqueue.js';
 import { failLoad, getLoad, getLoads, unfinishedLoads, type LoadRow } from './store.js';
 import type { Logger } from '../core/log.js';
@@ -9,6 +9,7 @@ import { requestWarehouseRefresh } from '../warehouse/index.js';
 import { TABLES } from '../core/tables.js';
 import { ChunkReader } from './reader.js';
 import { ChunkWriter } from './writer.js';
+import { RETENTION_JOB, RETENTION_SCHEDULER_ID, runRetention, scheduleRetention } from './retention.js';
 
 /**
  * The processor of the `loads` queue: streams one CSV file into its table, chunk by chunk.
@@ -24,10 +25,14 @@ export async function startLoadWorker(services: Services): Promise<() => Promise
   const { config, log } = services;
   let stopping = false;
   if (!services.queues.durable) await resumeLoads(services);
-  const stop = services.queues.process<LoadJobData>('loads', (job, token) => processLoad(services, job, token, () => stopping), {
+  // The queue also carries the scheduled retention job (loads/retention.ts).
+  const run = (job: QueueJob<LoadJobData>, token?: string) =>
+    job.name === RETENTION_JOB ? runRetention(services) : processLoad(services, job, token, () => stopping);
+  const stop = services.queues.process<LoadJobData>('loads', run, {
     concurrency: config.LOAD_CONCURRENCY,
     locks: { lockDuration: config.LOAD_LOCK_MS, stalledInterval: config.LOAD_STALLED_CHECK_MS, maxStalledCount: 3 },
     onFailed: (job, err) => {
+      if (job.name === RETENTION_JOB) return void log.warn({ err }, 'retention failed; it runs again on RETENTION_CRON');
       void (async () => {
         if ((await job.getState()) !== 'failed') return; // it will be retried
         const reason = /stalled/i.test(err.message)
@@ -37,6 +42,8 @@ export async function startLoadWorker(services: Services): Promise<() => Promise
       })().catch((e: unknown) => log.error({ err: e }, 'could not record a failed load'));
     },
   });
+  if (config.UPLOAD_RETENTION_DAYS > 0 || config.REJECT_RETENTION_DAYS > 0) await scheduleRetention(services);
+  else await services.queues.loads.removeJobScheduler(RETENTION_SCHEDULER_ID);
 
   const sweep = () => reconcile(services).catch((err: unknown) => log.warn({ err }, 'load sweep failed'));
   const timer = setInterval(sweep, Math.max(60_000, config.LOAD_STALLED_CHECK_MS * 4));
@@ -110,15 +117,14 @@ async function processLoad(services: Services, job: QueueJob<LoadJobData>, token
   } catch (err) {
     if (err instanceof DelayedError) throw err;
     const badInput = err instanceof AppError ? !err.retryable : isDataError(err);
+    // What the load's `error` says: never the driver's text (SQL, values, hosts); that is logged here.
     const message =
-      err instanceof AppError
-        ? err.message
-        : badInput
-          ? `PostgreSQL refused a value of the file (a gap in the data rules): ${(err as Error).message}`
-          : describe(err);
+      err instanceof AppError || !badInput
+        ? publicReason(err)
+        : `PostgreSQL refused a value of the file (a gap in the data rules, SQLSTATE ${(err as { code: string }).code}); the worker log has the details under load ${loadId}`;
     if (badInput) {
       await failLoad(pool, loadId, message);
-      log.warn({ err: message }, 'load failed: bad input');
+      log.warn({ err }, `load failed: bad input: ${message}`);
       throw new UnrecoverableError(message);
     }
     const attempt = job.attemptsMade + 1;
@@ -131,7 +137,8 @@ async function processLoad(services: Services, job: QueueJob<LoadJobData>, token
           `attempt ${attempt} of ${attempts} failed, retrying: ${message}`,
         ])
     ).catch(() => {}); // the database may be what is down; the failed event and the sweep catch up
-    throw err;
+    // The queue keeps this as the job's failed reason, which may become the load's error: the public text.
+    throw new Error(message);
   }
 }
 
@@ -176,14 +183,6 @@ async function runLoad(services: Services, load: LoadRow, log: Logger, stopping:
 function isDataError(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
   return typeof code === 'string' && /^2[23]/.test(code);
-}
-
-function describe(err: unknown): string {
-  const e = err as { code?: string; message?: string };
-  if (e.code === 'ECONNREFUSED' || e.code?.startsWith('08') || e.code === '57P01') {
-    return `the database is unreachable (${e.code}: ${e.message ?? ''})`;
-  }
-  return e.message ?? String(err);
 }
 
 /** Fails loads whose queue job is gone or failed without the load being told (a backstop). */

@@ -122,7 +122,11 @@ export class ChunkReader {
     try {
       fh = await open(file, 'r');
     } catch (err) {
-      if ((err as { code?: string }).code === 'ENOENT') throw new UnprocessableError(`the file ${file} no longer exists`);
+      if ((err as { code?: string }).code === 'ENOENT') {
+        throw new UnprocessableError(
+          'the file of this load no longer exists: an upload is removed UPLOAD_RETENTION_DAYS after its load finished, and a landing file may have been moved; send the file again',
+        );
+      }
       throw err;
     }
     return new ChunkReader(fh, table, chunkRows, { ...DEFAULT_LIMITS, ...limits }, startOffset, startLine);

@@ -16,7 +16,9 @@ export async function startLoads(services: Services, landed: readonly Landed[], 
   try {
     await enqueueLoads(services, loads);
   } catch (err) {
-    const message = `could not queue the load: ${(err as Error).message}`;
+    // The queue's own error names its host: logged, not answered.
+    services.log.warn({ err, loads: loads.map((l) => l.id) }, 'could not queue loads');
+    const message = 'could not queue the load: the queue (Redis) is unreachable';
     await Promise.all(loads.map((l) => failLoad(pool, l.id, message)));
     throw new UnavailableError(`${message}; try again when the queue (Redis) is back`);
   }

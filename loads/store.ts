@@ -1,3 +1,4 @@
+import { dataPath } from '../core/config.js';
 import type { Pool, PoolClient } from '../core/db.js';
 import type { TableName } from '../core/tables.js';
 
@@ -27,6 +28,7 @@ export interface LoadRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  file_removed_at: Date | null;
 }
 
 /** What GET /loads/{id} answers. */
@@ -46,14 +48,16 @@ export interface LoadView {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  fileRemovedAt: string | null;
 }
 
-export function toView(r: LoadRow): LoadView {
+/** The answer for a load; its file is shown relative to DATA_DIR. */
+export function toView(r: LoadRow, dataDir: string): LoadView {
   return {
     id: r.id,
     table: r.table_name,
     status: r.status,
-    file: r.file,
+    file: dataPath(dataDir, r.file),
     bytes: r.bytes,
     rowsRead: r.rows_read,
     inserted: r.inserted,
@@ -65,6 +69,7 @@ export function toView(r: LoadRow): LoadView {
     createdAt: r.created_at.toISOString(),
     startedAt: r.started_at?.toISOString() ?? null,
     finishedAt: r.finished_at?.toISOString() ?? null,
+    fileRemovedAt: r.file_removed_at?.toISOString() ?? null,
   };
 }
 

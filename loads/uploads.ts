@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { BadRequestError } from '../core/errors.js';
-import { saveUpload, tooLarge, uploadPath } from './landing.js';
+import { checkFreeDisk, saveUpload, tooLarge, uploadPath, type UploadLimits } from './landing.js';
 import { isTableName, TABLE_NAMES, type TableName } from '../core/tables.js';
 
 /** A file written to the landing folder for a load that is about to be created. */
@@ -14,19 +14,21 @@ export interface Landed {
   bytes: number;
 }
 
-function bodyStream(req: Request, limit: number): Readable {
+/** The body as a stream, once its declared size fits the limit and the disk (413, 507 before reading). */
+async function bodyStream(req: Request, landing: string, limits: UploadLimits): Promise<Readable> {
   const declared = Number(req.headers.get('content-length') ?? NaN);
-  if (declared > limit) throw tooLarge(limit);
+  if (declared > limits.maxBytes) throw tooLarge(limits.maxBytes);
   if (!req.body) throw new BadRequestError('the request has no body; send the CSV file');
+  await checkFreeDisk(landing, limits.minFreeBytes, Number.isFinite(declared) ? declared : 0);
   return Readable.fromWeb(req.body as import('node:stream/web').ReadableStream<Uint8Array>);
 }
 
-/** A `text/csv` body, streamed to disk with its size counted on the way (413 past the limit). */
-export async function landCsvBody(req: Request, landing: string, table: TableName, limit: number): Promise<Landed> {
-  const source = bodyStream(req, limit);
+/** A `text/csv` body, streamed to disk with its size counted on the way (413 past the limit, 507 on a full disk). */
+export async function landCsvBody(req: Request, landing: string, table: TableName, limits: UploadLimits): Promise<Landed> {
+  const source = await bodyStream(req, landing, limits);
   const id = randomUUID();
   const file = uploadPath(landing, id, table);
-  const bytes = await saveUpload(file, source, limit);
+  const bytes = await saveUpload(file, source, limits);
   return { id, table, file, bytes };
 }
 
@@ -34,8 +36,8 @@ export async function landCsvBody(req: Request, landing: string, table: TableNam
  * A `multipart/form-data` body: each file part named after a table is streamed to its own file.
  * On any error every file already written is removed, so a refused request leaves nothing behind.
  */
-export async function landMultipart(req: Request, landing: string, limit: number): Promise<Landed[]> {
-  const source = bodyStream(req, limit);
+export async function landMultipart(req: Request, landing: string, limits: UploadLimits): Promise<Landed[]> {
+  const source = await bodyStream(req, landing, limits);
   const landed: Landed[] = [];
   const writes: Promise<void>[] = [];
   const total = { bytes: 0 };
@@ -63,7 +65,7 @@ export async function landMultipart(req: Request, landing: string, limit: number
     const entry: Landed = { id, table: name, file: uploadPath(landing, id, name), bytes: 0 };
     landed.push(entry);
     writes.push(
-      saveUpload(entry.file, stream, limit, total)
+      saveUpload(entry.file, stream, limits, total)
         .then((bytes) => {
           entry.bytes = bytes;
         })

@@ -232,7 +232,8 @@ describe('infrastructure trouble', () => {
       });
       expect(await res.json()).toMatchObject({ status: 'failed', attempts: 2 });
       const load = (await (await createApp(t).request('/loads')).json()).loads[0];
-      expect(load.error).toMatch(/^gave up after 2 attempts: the database is unreachable \(ECONNREFUSED/);
+      // Said in general terms: the driver's text (host, port) stays in the worker's log.
+      expect(load.error).toBe('gave up after 2 attempts: the database or the queue is unreachable');
     } finally {
       await w.close();
       await t.cleanup();

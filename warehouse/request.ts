@@ -58,7 +58,8 @@ export async function refreshNow(services: Pick<Services, 'config' | 'queues'>, 
   const done = await waitForJob(services.queues.warehouse, jobId, services.config.WAREHOUSE_REFRESH_WAIT_MS);
   if (done.timedOut) return { done: false, jobId, status: done.state === 'active' ? 'running' : 'queued' };
   if (done.state === 'failed') {
-    throw new AppError(500, 'refresh_failed', `the warehouse refresh failed: ${done.error ?? 'unknown error'}`, { jobId });
+    // The failure's own text (DuckDB's, the driver's) names files and SQL: it is in the worker's log.
+    throw new AppError(500, 'refresh_failed', `the warehouse refresh failed; the worker log has the details under job ${jobId}`, { jobId });
   }
   return { done: true, jobId, status: done.state, result: done.result };
 }

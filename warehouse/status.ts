@@ -1,3 +1,4 @@
+import { dataPath } from '../core/config.js';
 import type { Services } from '../jobs/index.js';
 import { tableCounts } from './analytics.js';
 import { lastBatch, readLedger } from './ledger.js';
@@ -10,6 +11,7 @@ export interface WarehouseStatus {
   version: number | null;
   build: string | null;
   upToDate: boolean;
+  /** Relative to DATA_DIR, as every path an answer shows. */
   path: string;
   parquetManifest: string;
   tables: Record<string, number>;
@@ -22,7 +24,7 @@ export async function warehouseStatus({ config, pool }: Pick<Services, 'config' 
     readLedger(pool),
     pool.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM warehouse_changes) AS any'),
   ]);
-  const common = { path: layout.duckdb, parquetManifest: layout.manifest };
+  const common = { path: dataPath(config.DATA_DIR, layout.duckdb), parquetManifest: dataPath(config.DATA_DIR, layout.manifest) };
   try {
     return await sharedReader(layout.duckdb).use(async (conn, info) => ({
       status: 'ready' as const,

@@ -23,11 +23,86 @@ function row(cells, numeric = []) {
   return tr;
 }
 
-async function getJson(url) {
-  const res = await fetch(url, { headers: { accept: 'application/json' } });
+// With API_KEY set, routes with row-level data answer 401 without it: the page asks for the key
+// once, keeps it in this tab's sessionStorage and sends it as a Bearer token from then on.
+const KEY = 'hr.apiKey';
+let asking;
+
+function askForKey(refused) {
+  asking ??= new Promise((resolve) => {
+    const dialog = $('#key-dialog');
+    const input = $('#key-input');
+    $('#key-why').textContent = refused
+      ? 'That key was refused. Enter the API key of this service.'
+      : 'This service asks for its API key to show this. It is kept in this tab only (session storage).';
+    input.value = '';
+    dialog.addEventListener('close', () => {
+      asking = undefined;
+      resolve(dialog.returnValue === 'ok' && input.value ? input.value.trim() : undefined);
+    }, { once: true });
+    dialog.showModal();
+  });
+  return asking;
+}
+
+/** fetch with the stored key; a 401 asks for the key (twice at most) and tries again. */
+async function call(url, accept = 'application/json') {
+  for (let tries = 0; ; tries++) {
+    const key = sessionStorage.getItem(KEY);
+    const headers = { accept };
+    if (key) headers.authorization = `Bearer ${key}`;
+    const res = await fetch(url, { headers });
+    if (res.status !== 401 || tries >= 2) return res;
+    const given = await askForKey(Boolean(key));
+    if (!given) return res;
+    sessionStorage.setItem(KEY, given);
+  }
+}
+
+async function failure(res) {
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body?.error?.message ?? `${res.status} ${res.statusText}`);
-  return { body, res };
+  return new Error(body?.error?.message ?? `${res.status} ${res.statusText}`);
+}
+
+async function getJson(url) {
+  const res = await call(url);
+  if (!res.ok) throw await failure(res);
+  return { body: await res.json(), res };
+}
+
+/** The first `max` rejects of a load, read from the NDJSON stream (the rest is not downloaded). */
+async function showRejects(load, max = 200) {
+  const section = $('#rejects');
+  const tbody = $('#rejects-table tbody');
+  section.hidden = false;
+  $('#rejects-title').textContent = `Rejected lines of the ${load.table} load`;
+  $('#rejects-note').textContent = 'Loading…';
+  tbody.replaceChildren();
+  try {
+    const res = await call(`/loads/${load.id}/rejects`, 'application/x-ndjson');
+    if (!res.ok) throw await failure(res);
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    const rows = [];
+    let rest = '';
+    while (rows.length < max) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const lines = (rest + value).split('\n');
+      rest = lines.pop();
+      for (const l of lines) if (l && rows.length < max) rows.push(JSON.parse(l));
+    }
+    await reader.cancel().catch(() => {});
+    tbody.replaceChildren(...rows.map((r) => {
+      const tr = row([r.line, r.errors.map((e) => (e.field ? `${e.field} ${e.message}` : e.message)).join('; '), r.raw], [0]);
+      tr.children[2].className = 'raw';
+      return tr;
+    }));
+    const more = load.rejected > rows.length ? ` (the first ${fmt(rows.length)} of ${fmt(load.rejected)})` : '';
+    $('#rejects-note').textContent = rows.length ? `Line in the file, why, and the line as read${more}.` : 'None kept (rejects are pruned after REJECT_RETENTION_DAYS).';
+  } catch (err) {
+    $('#rejects-note').textContent = `Rejects unavailable: ${err.message}`;
+  }
+  section.scrollIntoView({ block: 'nearest' });
 }
 
 function message(container, text, isError = false) {
@@ -114,8 +189,17 @@ async function loadTables() {
     const { body } = await getJson('/loads');
     const list = Array.isArray(body) ? body : body.loads ?? [];
     loads.replaceChildren(...list.slice(0, 20).map((l) => {
-      const tr = row([l.table, l.status, fmt(l.rowsRead), fmt(l.rejected), new Date(l.createdAt).toLocaleString()], [2, 3]);
+      const tr = row([l.table, l.status, fmt(l.rowsRead), l.rejected > 0 ? '' : fmt(l.rejected), new Date(l.createdAt).toLocaleString()], [2, 3]);
       tr.children[1].className = `status-${l.status}`;
+      if (l.rejected > 0) {
+        const show = document.createElement('button');
+        show.type = 'button';
+        show.className = 'show-rejects';
+        show.textContent = fmt(l.rejected);
+        show.setAttribute('aria-label', `Show the ${fmt(l.rejected)} rejected lines of this ${l.table} load`);
+        show.addEventListener('click', () => showRejects(l));
+        tr.children[3].append(show);
+      }
       return tr;
     }));
     if (list.length === 0) loads.replaceChildren(row(['No loads yet', '', '', '', '']));

@@ -3,13 +3,14 @@ import { listBackups, readManifest, requestBackup, requestRestore, verifyBackup 
 import type { Services } from '../../jobs/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { tableParam, WaitParam } from '../params.js';
-import { error, json } from '../schemas.js';
+import { error, json, keyed, keyErrors, writeErrors } from '../schemas.js';
+import { Gate } from '../limits.js';
 
 const BackupEntrySchema = z
   .object({
     id: z.string().openapi({ description: 'Backup set id; every table of one set shares it', example: '20261122T030000000Z-1a2b3c' }),
     table: z.enum(TABLE_NAMES),
-    file: z.string().openapi({ description: 'Path of the Avro object container file on the server' }),
+    file: z.string().openapi({ description: 'The Avro object container file, relative to DATA_DIR', example: 'backups/20261122T030000000Z-1a2b3c/departments.avro' }),
     rows: z.number().int(),
     bytes: z.number().int(),
     sha256: z.string(),
@@ -42,7 +43,7 @@ const VerifySchema = z
     tables: z.array(
       z.object({
         table: z.enum(TABLE_NAMES),
-        file: z.string(),
+        file: z.string().openapi({ description: 'Relative to DATA_DIR' }),
         ok: z.boolean(),
         rows: z.number().int(),
         bytes: z.number().int(),
@@ -75,6 +76,7 @@ const createBackupRoute = createRoute({
   summary: 'Back up tables to Avro files, all from one consistent snapshot',
   description:
     'The backup runs on the worker: 202 with the job. With `?wait=true`, 200 with the files once written, or 202 with the job\'s current state after BACKUP_WAIT_MS.',
+  ...keyed,
   request: {
     query: z.object({ wait: WaitParam }),
     body: {
@@ -90,6 +92,8 @@ const createBackupRoute = createRoute({
     200: json(z.array(BackupEntrySchema), 'With ?wait=true: the files written'),
     202: json(JobAccepted, 'The backup job is queued (or still going after BACKUP_WAIT_MS)'),
     400: error('Bad body or wait'),
+    429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    ...writeErrors,
   },
 });
 
@@ -116,8 +120,15 @@ const verifyRoute = createRoute({
   path: '/backups/{id}/verify',
   tags: ['backups'],
   summary: 'Check a set without restoring it: header, schema, every block, SHA-256 and row count against the manifest',
+  description: 'Reads, decompresses and hashes whole files: needs the API key when API_KEY is set, and runs at most VERIFY_CONCURRENCY at once per process.',
+  ...keyed,
   request: { params: z.object({ id: idParam }), query: z.object({ table: tableParam('query').optional() }) },
-  responses: { 200: json(VerifySchema, '`ok` is false when any file is damaged; `problem` says how'), 404: error('Unknown backup or table') },
+  responses: {
+    200: json(VerifySchema, '`ok` is false when any file is damaged; `problem` says how'),
+    404: error('Unknown backup or table'),
+    429: error('VERIFY_CONCURRENCY verifications are already running in this process; Retry-After says when to try again'),
+    ...keyErrors,
+  },
 });
 
 const restoreRoute = createRoute({
@@ -127,6 +138,7 @@ const restoreRoute = createRoute({
   summary: 'Restore one table from a backup, in one transaction',
   description:
     '`replace` (default) leaves the table exactly as in the backup; `merge` upserts the backup rows and keeps the rest. The file is verified first. A backup row that breaks a data rule refuses the whole restore (422; the rows are kept in the rejects table). Nothing changes on any error. A restore always waits for its job: 202 with the job\'s state if it takes longer than BACKUP_WAIT_MS.',
+  ...keyed,
   request: {
     params: z.object({ table: tableParam('path') }),
     body: {
@@ -148,11 +160,15 @@ const restoreRoute = createRoute({
     404: error('Unknown table or backup'),
     409: error('The restore would break a foreign key; the details name the count'),
     422: error('The file is damaged, of another table, or holds rows that break the data rules'),
+    429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    ...writeErrors,
   },
 });
 
 export function registerBackups(app: OpenAPIHono, services: Services): void {
-  const root = services.config.dirs.backups;
+  const { config } = services;
+  const root = config.dirs.backups;
+  const verifications = new Gate('backup verifications are', config.VERIFY_CONCURRENCY, 'VERIFY_CONCURRENCY', 5);
 
   app.openapi(createBackupRoute, async (c) => {
     const { tables } = c.req.valid('json');
@@ -161,13 +177,13 @@ export function registerBackups(app: OpenAPIHono, services: Services): void {
     return c.json({ jobId: outcome.jobId, status: outcome.status }, 202);
   });
 
-  app.openapi(listRoute, async (c) => c.json(await listBackups(root, c.req.valid('query').table), 200));
+  app.openapi(listRoute, async (c) => c.json(await listBackups(config, c.req.valid('query').table), 200));
 
   app.openapi(manifestRoute, async (c) => c.json(await readManifest(root, c.req.valid('param').id), 200));
 
   app.openapi(verifyRoute, async (c) => {
     const { id } = c.req.valid('param');
-    return c.json(await verifyBackup(root, id, c.req.valid('query').table), 200);
+    return c.json(await verifications.run(() => verifyBackup(config, id, c.req.valid('query').table)), 200);
   });
 
   app.openapi(restoreRoute, async (c) => {

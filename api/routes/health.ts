@@ -1,10 +1,11 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Logger } from '../../core/log.js';
 import type { Services } from '../../jobs/index.js';
 
 const Dependency = z.object({
   status: z.enum(['ok', 'down']),
   latencyMs: z.number().optional(),
-  error: z.string().optional(),
+  error: z.string().optional().openapi({ description: 'Why it is down, in general terms; the log has the details' }),
   embedded: z.boolean().optional().openapi({ description: 'Not a server: the work runs inside this process' }),
   detail: z.string().optional(),
 });
@@ -28,33 +29,45 @@ const route = createRoute({
   },
 });
 
-async function probe(fn: () => Promise<unknown>, timeoutMs = 2_000): Promise<z.infer<typeof Dependency>> {
+const TIMED_OUT = Symbol('timed out');
+
+/**
+ * Pings one dependency. The answer says only whether it answered in time: the driver's error
+ * text names hosts and ports, so it goes to the log (under the request id) instead.
+ */
+async function probe(name: string, fn: () => Promise<unknown>, log: Logger, requestId: unknown, timeoutMs = 2_000): Promise<z.infer<typeof Dependency>> {
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       fn(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(() => reject(TIMED_OUT), timeoutMs);
       }),
     ]);
     return { status: 'ok', latencyMs: Math.round(performance.now() - started) };
   } catch (err) {
-    return { status: 'down', error: (err as Error).message || String(err) };
+    if (err === TIMED_OUT) return { status: 'down', error: `no answer within ${timeoutMs} ms` };
+    log.warn({ err, requestId, dependency: name }, 'health check: dependency down');
+    return { status: 'down', error: 'unreachable or refusing connections; the log has the details' };
   } finally {
     clearTimeout(timer);
   }
 }
 
-export function registerHealth(app: OpenAPIHono, { config, pool, queues }: Services): void {
+export function registerHealth(app: OpenAPIHono, { config, pool, queues, log }: Services): void {
   app.openapi(route, async (c) => {
-    const [pgState, queueState] = await Promise.all([probe(() => pool.query('SELECT 1')), probe(() => queues.ping())]);
+    const requestId = c.get('requestId');
+    const [pgState, queueState] = await Promise.all([
+      probe('postgres', () => pool.query('SELECT 1'), log, requestId),
+      probe('redis', () => queues.ping(), log, requestId),
+    ]);
     // Without REDIS_URL there is no Redis to be down: the jobs run in this process.
     const redisState = queues.durable ? queueState : { ...queueState, embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
     // Without DATABASE_URL the database is PGlite inside this process: say so, and where it lives.
     const postgres = config.DATABASE_URL
       ? pgState
-      : { ...pgState, embedded: true, detail: `embedded PostgreSQL (PGlite) in ${config.DATA_DIR}/postgres (DATABASE_URL unset)` };
+      : { ...pgState, embedded: true, detail: 'embedded PostgreSQL (PGlite) in DATA_DIR/postgres (DATABASE_URL unset)' };
     const down = [postgres.status === 'down' ? 'postgres' : null, redisState.status === 'down' ? 'redis' : null].filter(
       (d): d is string => d !== null,
     );

@@ -5,7 +5,7 @@ import { ingestBatch, parseBody } from '../../ingest/index.js';
 import type { Services } from '../../jobs/index.js';
 import { bodyChunks, mediaType } from '../body.js';
 import { tableParam } from '../params.js';
-import { error, IngestResultSchema, IngestRowsSchema, json } from '../schemas.js';
+import { error, IngestResultSchema, IngestRowsSchema, json, keyed, writeErrors } from '../schemas.js';
 
 const ingestRoute = createRoute({
   method: 'post',
@@ -15,6 +15,7 @@ const ingestRoute = createRoute({
   description:
     'Valid rows are upserted (a later row with the same id wins); rows that break a data rule are rejected with field and reason, kept in the rejects table and logged. A header line in CSV is skipped.\n\n' +
     'The path is validated from this declaration; the body is read by hand, not by a schema validator: it is parsed while it streams, with its limits enforced as it is read (413 past INGEST_MAX_BYTES or at the 1001st row; 400 for JSON nested deeper than 32 levels), and each row is held to the data rules on its own, so a bad row (a field longer than FIELD_MAX_BYTES included) becomes a reject instead of failing the request. Rows and rejects commit in one transaction.',
+  ...keyed,
   request: {
     params: z.object({ table: tableParam('path') }),
     body: {
@@ -33,6 +34,7 @@ const ingestRoute = createRoute({
     404: error('Unknown table'),
     413: error('More than 1000 rows or too many bytes'),
     415: error('Not JSON or CSV'),
+    ...writeErrors,
   },
 });
 

@@ -7,8 +7,9 @@ import { TABLE_NAMES } from '../../core/tables.js';
 import type { Services } from '../../jobs/index.js';
 import { getLoad, landCsvBody, landMultipart, listLoads, rejectsOf, resolveLandingFile, startLoads, toView, type Landed } from '../../loads/index.js';
 import { mediaType } from '../body.js';
+import { Gate } from '../limits.js';
 import { tableParam, WaitParam } from '../params.js';
-import { error, FieldIssueSchema, json } from '../schemas.js';
+import { error, FieldIssueSchema, json, keyed, keyErrors, writeErrors } from '../schemas.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
 
@@ -17,7 +18,7 @@ export const LoadSchema = z
     id: z.string().uuid(),
     table: z.enum(TABLE_NAMES),
     status: z.enum(STATUSES),
-    file: z.string().openapi({ description: 'The file under the landing folder' }),
+    file: z.string().openapi({ description: 'The file, relative to DATA_DIR (landing/…)', example: 'landing/uploads/2021-11-07/0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77.jobs.csv' }),
     bytes: z.number().int(),
     rowsRead: z.number().int().openapi({ description: 'Data records read (a header line is not one)' }),
     inserted: z.number().int(),
@@ -29,12 +30,16 @@ export const LoadSchema = z
     createdAt: z.string(),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
+    fileRemovedAt: z
+      .string()
+      .nullable()
+      .openapi({ description: 'When retention removed the uploaded file (UPLOAD_RETENTION_DAYS after the load finished); the record stays' }),
   })
   .openapi('Load');
 
 const JsonBody = z.object({
   table: z.enum(TABLE_NAMES),
-  path: z.string().min(1).openapi({ description: 'A file under the landing folder (relative to it, or absolute)' }),
+  path: z.string().min(1).openapi({ description: 'A file under the landing folder DATA_DIR/landing (relative to it, or absolute)' }),
 });
 
 const CSV_TYPES = ['text/csv', 'application/csv'];
@@ -89,6 +94,7 @@ const startRoute = (jsonLimit: number) =>
       },
     },
     middleware: [startGate(jsonLimit)],
+    ...keyed,
     responses: {
       200: json(OneOrSeveral, 'Finished (with ?wait=true)'),
       202: json(OneOrSeveral, 'Queued, or still running after LOAD_WAIT_MS'),
@@ -96,7 +102,10 @@ const startRoute = (jsonLimit: number) =>
       404: error('Unknown table'),
       413: error('Larger than LOAD_MAX_BYTES'),
       415: error('Unsupported content type'),
+      429: error('UPLOAD_CONCURRENCY uploads are already streaming in this process; Retry-After says when to try again'),
       503: error('The queue is unreachable'),
+      507: error('The disk is nearly full (MIN_FREE_DISK_BYTES); nothing was kept'),
+      ...writeErrors,
     },
   });
 
@@ -133,6 +142,8 @@ const rejectsRoute = createRoute({
   path: '/loads/{id}/rejects',
   tags: ['loads'],
   summary: 'The rejected records of a load, as NDJSON',
+  description: 'Raw lines, names included: needs the API key when API_KEY is set. Rejects older than REJECT_RETENTION_DAYS are pruned.',
+  ...keyed,
   request: { params: idParams },
   responses: {
     200: {
@@ -148,11 +159,15 @@ const rejectsRoute = createRoute({
       },
     },
     404: error('No such load'),
+    ...keyErrors,
   },
 });
 
 export function registerLoads(app: OpenAPIHono, services: Services): void {
   const { config, pool } = services;
+  const uploads = new Gate('uploads are', config.UPLOAD_CONCURRENCY, 'UPLOAD_CONCURRENCY', 10);
+  const limits = { maxBytes: config.LOAD_MAX_BYTES, minFreeBytes: config.MIN_FREE_DISK_BYTES };
+  const view = (l: Parameters<typeof toView>[0]) => toView(l, config.DATA_DIR);
 
   app.openapi(startRoute(config.INGEST_MAX_BYTES), async (c) => {
     const { table, wait } = c.req.valid('query');
@@ -165,27 +180,27 @@ export function registerLoads(app: OpenAPIHono, services: Services): void {
       const { file, bytes } = await resolveLandingFile(config.dirs.landing, body.path);
       landed = [{ id: randomUUID(), table: body.table, file, bytes }];
     } else if (type === MULTIPART) {
-      landed = await landMultipart(c.req.raw, config.dirs.landing, config.LOAD_MAX_BYTES);
+      landed = await uploads.run(() => landMultipart(c.req.raw, config.dirs.landing, limits));
     } else {
       if (!table) throw new BadRequestError(`say which table the file is for: POST /loads?table=${TABLE_NAMES.join('|')}`);
-      landed = [await landCsvBody(c.req.raw, config.dirs.landing, table, config.LOAD_MAX_BYTES)];
+      landed = [await uploads.run(() => landCsvBody(c.req.raw, config.dirs.landing, table, limits))];
     }
     const { loads, finished } = await startLoads(services, landed, wait);
-    const views = loads.map(toView);
+    const views = loads.map(view);
     const answer = type === MULTIPART ? { loads: views } : views[0]!;
     return finished ? c.json(answer, 200) : c.json(answer, 202);
   });
 
   app.openapi(listRoute, async (c) => {
     const { table, status, limit } = c.req.valid('query');
-    return c.json({ loads: (await listLoads(pool, { table, status, limit })).map(toView) }, 200);
+    return c.json({ loads: (await listLoads(pool, { table, status, limit })).map(view) }, 200);
   });
 
   app.openapi(getRoute, async (c) => {
     const { id } = c.req.valid('param');
     const load = await getLoad(pool, id);
     if (!load) throw new NotFoundError(`no load ${id}`);
-    return c.json(toView(load), 200);
+    return c.json(view(load), 200);
   });
 
   app.openapi(rejectsRoute, async (c) => {

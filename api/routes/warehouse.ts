@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Services } from '../../jobs/index.js';
 import { refreshNow, warehouseStatus } from '../../warehouse/index.js';
 import { WaitParam } from '../params.js';
-import { error, json } from '../schemas.js';
+import { error, json, keyed, writeErrors } from '../schemas.js';
 
 const StatusSchema = z
   .object({
@@ -11,8 +11,12 @@ const StatusSchema = z
     version: z.number().int().nullable().openapi({ description: 'Last export batch the published file holds' }),
     build: z.string().nullable().openapi({ description: 'full or incremental' }),
     upToDate: z.boolean().openapi({ description: 'No change in PostgreSQL is waiting for a refresh' }),
-    path: z.string().openapi({ description: 'The DuckDB file to open read-only from notebooks and BI tools' }),
-    parquetManifest: z.string().openapi({ description: 'Manifest of the Parquet files (for engines reading Parquet directly)' }),
+    path: z
+      .string()
+      .openapi({ description: 'The DuckDB file to open read-only from notebooks and BI tools, relative to DATA_DIR', example: 'warehouse/hr.duckdb' }),
+    parquetManifest: z
+      .string()
+      .openapi({ description: 'Manifest of the Parquet files (for engines reading Parquet directly), relative to DATA_DIR', example: 'warehouse/parquet/manifest.json' }),
     tables: z.record(z.string(), z.number().int()).openapi({ description: 'Row count per table of the star schema' }),
   })
   .openapi('WarehouseStatus');
@@ -43,13 +47,14 @@ const refreshRoute = createRoute({
   summary: 'Refresh the warehouse now',
   description:
     'Queues a refresh that runs now (joining one already waiting). With `?wait=true`, answers when it has finished (200), or 202 with its current state after WAREHOUSE_REFRESH_WAIT_MS.',
-  security: [{ bearer: [] }],
+  ...keyed,
   request: { query: z.object({ wait: WaitParam }) },
   responses: {
     200: json(RefreshAccepted, 'Finished (wait=true)'),
     202: json(RefreshAccepted, 'Queued, or still going after WAREHOUSE_REFRESH_WAIT_MS'),
     400: error('Bad wait'),
     500: error('The refresh failed'),
+    ...writeErrors,
   },
 });
 
