@@ -19,6 +19,7 @@ const API_LEVEL = [
   'test/backups-challenge.test.ts',
   'test/backups-schedule.test.ts',
   'test/dashboard.browser.test.ts',
+  'test/edge-values.test.ts',
   'test/tables.test.ts',
   'test/retention.test.ts',
 ];

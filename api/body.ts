@@ -1,30 +1,27 @@
-import { BadRequestError, PayloadTooLargeError } from '../core/errors.js';
+import { PayloadTooLargeError } from '../core/errors.js';
 
 /**
- * Reads a request body as UTF-8 text, counting bytes as they arrive so a chunked upload cannot
- * grow past `limit` in memory (Hono's bodyLimit buffers chunked bodies first).
+ * A request body as it arrives, in pieces of at most `sliceBytes`, its bytes counted on the way
+ * so a chunked upload cannot pass `limit` (Hono's bodyLimit buffers chunked bodies first). The
+ * consumer parses each piece before the next is read; when it stops early (a limit found while
+ * parsing), the rest of the upload is left unread.
  */
-export async function readText(req: Request, limit: number): Promise<string> {
+export async function* bodyChunks(req: Request, limit: number, sliceBytes = 16 * 1024): AsyncGenerator<Uint8Array> {
   const declared = Number(req.headers.get('content-length') ?? NaN);
   if (declared > limit) throw tooLarge(limit);
-  if (!req.body) return '';
+  if (!req.body) return;
   const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(limit);
-    }
-    chunks.push(value);
-  }
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-  } catch {
-    throw new BadRequestError('request body is not valid UTF-8');
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      size += value.byteLength;
+      if (size > limit) throw tooLarge(limit);
+      for (let o = 0; o < value.byteLength; o += sliceBytes) yield value.subarray(o, o + sliceBytes);
+    }
+  } finally {
+    reader.releaseLock();
   }
 }
 

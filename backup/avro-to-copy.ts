@@ -15,6 +15,7 @@ import {
   type Micros,
   type Reject,
 } from '../pg/index.js';
+import { cutToBytes, END_DATETIME_MS, MAX_FIELD_MAX_BYTES, MIN_DATETIME_MS } from '../core/rules.js';
 import { RowBatch, type TableDef } from '../core/tables.js';
 
 /**
@@ -33,10 +34,17 @@ export function createStageSql(table: TableDef): string {
   return `CREATE TEMP TABLE ${STAGE} (${cols}, pos bigint NOT NULL) ON COMMIT DROP`;
 }
 
-/** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in Unix microseconds: the years `microsToIso` writes in 4 digits. */
-const MIN_VALID_US = -62_135_596_800_000_000n;
-const END_VALID_US = 253_402_300_800_000_000n;
+/** 1900-01-01T00:00:00Z and 2101-01-01T00:00:00Z in Unix microseconds: the instants the rules accept (safe integers). */
+const MIN_VALID_US = MIN_DATETIME_MS * 1000;
+const END_VALID_US = END_DATETIME_MS * 1000;
 const INT_MAX = 2147483647;
+/**
+ * A restore holds fields to the largest FIELD_MAX_BYTES allowed, not to the current setting, so a
+ * backup restores whatever the setting was when its rows were accepted.
+ */
+const FIELD_MAX_BYTES = MAX_FIELD_MAX_BYTES;
+/** A reject's raw text is cut here where it is made (at most 10,000 are kept per restore). */
+const RAW_MAX_BYTES = 4 * 1024;
 
 /**
  * Records arrive with timestamps as raw microseconds (see `readBackupFile`'s `rawTimestamps`).
@@ -44,11 +52,12 @@ const INT_MAX = 2147483647;
  * format with the original microseconds, so PostgreSQL parses no text at all.
  *
  * Most rows take a shortcut that reaches the verdict `RowBatch` would, without building strings
- * or arrays: an Avro int in 1..2147483647 passes `checkInt` unchanged; a string with no NUL whose
- * first and last characters are printable ASCII (not space) passes `checkText` unchanged (trim is
- * a no-op); microseconds in years 1..9999 give an ISO string `checkDatetime` accepts as is. Any
- * row outside those cases goes through `RowBatch.addObject` exactly as before, which decides and
- * words the rejection (or normalizes, e.g. trims, the values that are written).
+ * or arrays: an Avro int in 1..2147483647 passes `checkInt` unchanged; a well-formed string (no
+ * lone surrogate) with no NUL, short enough to be within the field limit, whose first and last
+ * characters are printable ASCII (not space) passes `checkText` unchanged (trim is a no-op);
+ * microseconds from 1900-01-01 to the end of 2100 (UTC) give an ISO string `checkDatetime`
+ * accepts as is. Any row outside those cases goes through `RowBatch.addObject` exactly as before,
+ * which decides and words the rejection (or normalizes, e.g. trims, the values that are written).
  */
 export class ValidateToCopy extends Transform {
   protected readonly batch: RowBatch;
@@ -72,7 +81,7 @@ export class ValidateToCopy extends Transform {
     opts: { withPosition?: boolean; avroBytes?: boolean } = {},
   ) {
     super(opts.avroBytes ? {} : { writableObjectMode: true, writableHighWaterMark: 4096 });
-    this.batch = new RowBatch(table);
+    this.batch = new RowBatch(table, { fieldMaxBytes: FIELD_MAX_BYTES });
     this.names = table.columns.map((c) => c.name);
     this.kinds = table.columns.map((c) => (c.pgType === 'text' ? 'text' : c.pgType === 'timestamptz' ? 'micros' : 'int'));
     this.withPosition = opts.withPosition ?? true;
@@ -110,10 +119,10 @@ export class ValidateToCopy extends Transform {
         const a = v.charCodeAt(0);
         const z = v.charCodeAt(v.length - 1);
         if (a <= 32 || a >= 127 || z <= 32 || z >= 127 || v.indexOf('\u0000') !== -1) return false;
-      } else if (typeof v === 'bigint') {
-        if (v < MIN_VALID_US || v >= END_VALID_US) return false;
-      } else if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
-        // Safe integers (about years 1684..2255) are always in range.
+        // Up to a third of the limit in UTF-16 units is within it in UTF-8 bytes; longer, RowBatch measures.
+        if (v.length * 3 > FIELD_MAX_BYTES || !v.isWellFormed()) return false;
+      } else if (typeof v !== 'number' || !(v >= MIN_VALID_US && v < END_VALID_US) || !Number.isInteger(v)) {
+        // A bigint is always out of range: only values beyond 2^53 µs (about 2255) are bigints.
         return false;
       }
     }
@@ -133,7 +142,9 @@ export class ValidateToCopy extends Transform {
     const issues = this.batch.addObject(rec, pos);
     if (issues) {
       this.rejected++;
-      this.onReject({ position: pos, raw: JSON.stringify(rec), errors: issues });
+      const raw = JSON.stringify(rec);
+      const cut = cutToBytes(raw, RAW_MAX_BYTES);
+      this.onReject(cut.length < raw.length ? { position: pos, raw: cut, truncated: true, errors: issues } : { position: pos, raw, errors: issues });
       return;
     }
     // Passed once normalized (trimmed text): write the normalized values and the original microseconds.
@@ -189,8 +200,8 @@ interface Block {
  *
  * A record is read straight from the block bytes when every value takes the shortcut of
  * `ValidateToCopy` (an int in 1..2147483647; a string of printable ASCII with no NUL whose first
- * and last bytes are not space, copied as bytes, since such bytes are their own UTF-8; a
- * timestamp whose microseconds are a safe integer, about years 1684..2255). Any other record is
+ * and last bytes are not space, within the field limit, copied as bytes, since such bytes are
+ * their own UTF-8; a timestamp in 1900..2100 UTC). Any other record is
  * decoded by avsc with the writer type, exactly like `BlockDecoder` does, and goes the object way
  * (`RowBatch`, rejects). Problems with the file itself are kept in `problem`, in avsc's words,
  * and fail the stream; like `BlockDecoder`, bytes after the last whole block are left unread (the
@@ -340,12 +351,12 @@ export class AvroToCopy extends ValidateToCopy {
         vals[c] = v;
         need += 8;
       } else if (kinds[c] === 'micros') {
-        if (Number.isNaN(v)) fast = false;
+        if (!(v >= MIN_VALID_US && v < END_VALID_US)) fast = false;
         vals[c] = v;
         need += 12;
       } else {
         // A string: its byte length, then the bytes.
-        if (!(v >= 1) || this.p + v > end) {
+        if (!(v >= 1) || v > FIELD_MAX_BYTES || this.p + v > end) {
           fast = false;
           break;
         }

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_FIELD_MAX_BYTES, MAX_FIELD_MAX_BYTES } from './rules.js';
 
 /**
  * The one place that reads the environment. Everything else receives a typed `Config`.
@@ -80,12 +81,24 @@ const schema = z.object({
     .default('7 * * * *'),
   /** Largest request body POST /ingest accepts, counted on the stream. */
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
+  /**
+   * Longest field (UTF-8 bytes) the data rules accept, on every write path (ingest, loads,
+   * restore): a longer one makes its row a reject saying so.
+   */
+  FIELD_MAX_BYTES: z.coerce.number().int().min(1024).max(MAX_FIELD_MAX_BYTES).default(DEFAULT_FIELD_MAX_BYTES),
+  /** A reject's raw text is kept up to this many UTF-8 bytes; longer text is cut and marked truncated. */
+  REJECT_RAW_MAX_BYTES: z.coerce.number().int().min(64).max(16 * 1024 * 1024).default(4 * 1024),
   /** Connections in the PostgreSQL pool of one process. */
   PG_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   /** Largest CSV file POST /loads accepts (per request), counted while streaming to disk. */
   LOAD_MAX_BYTES: bytes(10 * 1024 * 1024 * 1024),
   /** Rows per load chunk: each chunk commits with its checkpoint (resume point, progress). */
   LOAD_CHUNK_ROWS: z.coerce.number().int().min(1).max(5_000_000).default(100_000),
+  /**
+   * Bytes per load chunk too (its rows' COPY text plus its rejects' raw text): a chunk ends at
+   * LOAD_CHUNK_ROWS or at this, whichever comes first, so wide rows cannot grow a worker's memory.
+   */
+  LOAD_CHUNK_BYTES: z.coerce.number().int().min(1024 * 1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
   /** Loads one worker process runs at once. */
   LOAD_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(1),
   /** Tries per load for infrastructure errors (bad input is never retried). */

@@ -21,3 +21,29 @@ export function cleanRaw(raw: string): string {
   while (end > start && (raw.charCodeAt(end - 1) === 10 || raw.charCodeAt(end - 1) === 13)) end--;
   return raw.slice(start, end);
 }
+
+/**
+ * csv-parse's synchronous core, driven directly: each record arrives while `info.bytes` is the
+ * exact byte offset where it ends, and `state.record` holds the fields of the record being read.
+ * Not a documented entry point, so this fails loudly if a csv-parse upgrade moves it.
+ */
+export interface CsvApi {
+  parse(buf: Buffer | undefined, end: boolean, push: (record: string[]) => void, close: () => void): Error | undefined;
+  info: { bytes: number };
+  state: { record: string[]; field: { buf: Buffer; length: number } };
+}
+
+export function csvApi(parser: unknown): CsvApi {
+  const api = (parser as { api?: CsvApi }).api;
+  const field = api?.state?.field;
+  if (
+    typeof api?.parse !== 'function' ||
+    typeof api.info?.bytes !== 'number' ||
+    !Array.isArray(api.state?.record) ||
+    !Buffer.isBuffer(field?.buf) ||
+    typeof field.length !== 'number'
+  ) {
+    throw new Error('csv-parse no longer exposes Parser#api (parse, info.bytes, state.record, state.field); core/csv-dialect.ts needs updating');
+  }
+  return api;
+}

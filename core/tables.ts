@@ -1,4 +1,4 @@
-import { checkDatetime, checkInt, checkText, FieldError } from './rules.js';
+import { checkDatetime, checkInt, checkText, cutToBytes, DEFAULT_FIELD_MAX_BYTES, FieldError, isValidText, storableText } from './rules.js';
 
 /**
  * The data dictionary, defined once. The batch API, CSV loads and restores all validate rows
@@ -91,24 +91,43 @@ const CHECKERS: Record<ColumnKind, (v: unknown) => unknown> = {
   datetime: checkDatetime,
 };
 
+export interface RowLimits {
+  /** Longest field, in UTF-8 bytes (FIELD_MAX_BYTES); a longer one is a reject saying so. */
+  fieldMaxBytes?: number;
+}
+
+/** Unknown keys named one by one in a JSON row's reasons; past this many, one line counts the rest. */
+const MAX_KEY_ISSUES = 10;
+/** A key named in a reason is cut to this many bytes. */
+const MAX_KEY_LABEL_BYTES = 100;
+
 /**
  * Validated rows of one table held column by column (the shape `unnest()` and COPY want),
  * with each row's position in its source. Invalid rows are not added; `add*` returns their issues.
+ * Every reason it gives is storable text (no NUL, no lone surrogate), whatever the input held.
  */
 export class RowBatch {
   readonly columns: unknown[][];
   readonly positions: number[] = [];
+  readonly fieldMaxBytes: number;
   private readonly checkers: ((v: unknown) => unknown)[];
   private readonly names: string[];
   private readonly values: unknown[];
   private readonly scratch: unknown[];
+  /** Strings up to this many UTF-16 code units cannot exceed `fieldMaxBytes` (3 bytes a unit at most). */
+  private readonly safeChars: number;
 
-  constructor(readonly table: TableDef) {
+  constructor(
+    readonly table: TableDef,
+    limits: RowLimits = {},
+  ) {
     this.columns = table.columns.map(() => []);
     this.checkers = table.columns.map((c) => CHECKERS[c.kind]);
     this.names = table.columns.map((c) => c.name);
     this.values = new Array(table.columns.length);
     this.scratch = new Array(table.columns.length);
+    this.fieldMaxBytes = limits.fieldMaxBytes ?? DEFAULT_FIELD_MAX_BYTES;
+    this.safeChars = Math.floor(this.fieldMaxBytes / 3);
   }
 
   get length(): number {
@@ -136,8 +155,19 @@ export class RowBatch {
     }
     const obj = row as Record<string, unknown>;
     let issues: FieldIssue[] | null = null;
+    let unknown = 0;
     for (const key of Object.keys(obj)) {
-      if (!this.names.includes(key)) (issues ??= []).push({ field: key, message: 'is not a column of this table' });
+      if (this.names.includes(key)) continue;
+      if (++unknown > MAX_KEY_ISSUES) continue;
+      (issues ??= []).push({
+        field: keyLabel(key),
+        message: isValidText(key)
+          ? 'is not a column of this table'
+          : 'is not a column of this table, nor valid Unicode text (a key holds a NUL or a lone surrogate)',
+      });
+    }
+    if (unknown > MAX_KEY_ISSUES) {
+      issues!.push({ field: null, message: `and ${unknown - MAX_KEY_ISSUES} more keys that are not columns of this table` });
     }
     const values = this.values;
     for (let i = 0; i < this.names.length; i++) values[i] = obj[this.names[i]!];
@@ -150,7 +180,15 @@ export class RowBatch {
     const out = this.scratch;
     let issues: FieldIssue[] | null = null;
     for (let i = 0; i < n; i++) {
-      const r = this.checkers[i]!(values[i]);
+      const v = values[i];
+      if (typeof v === 'string' && v.length > this.safeChars) {
+        const bytes = Buffer.byteLength(v);
+        if (bytes > this.fieldMaxBytes) {
+          (issues ??= []).push({ field: this.names[i]!, message: `is ${bytes} bytes long; at most ${this.fieldMaxBytes} are allowed` });
+          continue;
+        }
+      }
+      const r = this.checkers[i]!(v);
       if (r instanceof FieldError) (issues ??= []).push({ field: this.names[i]!, message: r.message });
       else out[i] = r;
     }
@@ -159,6 +197,12 @@ export class RowBatch {
     this.positions.push(position);
     return null;
   }
+}
+
+/** A JSON key as named in a reason: storable, and cut when long. */
+function keyLabel(key: string): string {
+  const label = storableText(cutToBytes(key, MAX_KEY_LABEL_BYTES));
+  return label.length < key.length ? `${label}…` : label;
 }
 
 /** True when a CSV record is the table's header line (its column names, in order). */

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { isTransientPgError, type Pool, type PoolClient } from '../core/db.js';
+import type { Pool, PoolClient } from '../core/db.js';
 import type { RowBatch, TableDef, TableName } from '../core/tables.js';
 import { missingFlag, referenceChecks, unknownReference, upsertIfDifferent, type Reject } from '../pg/index.js';
 
@@ -85,31 +85,20 @@ function countRows(
 }
 
 /**
- * Applies a validated batch in one statement. `rawOf` gives the original text of a row for the
- * rejects it produces (unknown references). Retries the statement on deadlocks and on a
- * reference deleted between the check and the write, both of which a second try resolves.
+ * Applies a validated batch in one statement, on the caller's connection and transaction (which
+ * retries the whole transaction on a deadlock or a reference deleted under it). `rawOf` gives the
+ * original text of a row for the rejects it produces (unknown references).
  */
 export async function applyBatch(
   db: Pool | PoolClient,
   batch: RowBatch,
-  rawOf: (index: number) => string,
+  rawOf: (index: number) => { raw: string; truncated: boolean },
 ): Promise<ApplyResult> {
   const result: ApplyResult = { inserted: 0, updated: 0, unchanged: 0, rejects: [] };
   if (batch.length === 0) return result;
   const table = batch.table;
-  const sql = upsertStatement(table);
   const positions = batch.positions.map((_, i) => i);
-  let rows: UpsertRow[] = [];
-  for (let attempt = 1; ; attempt++) {
-    try {
-      rows = (await db.query<UpsertRow>(sql, [...batch.columns, positions])).rows;
-      break;
-    } catch (err) {
-      const retry = (err as { code?: string }).code === '23503' || isTransientPgError(err);
-      if (!retry || attempt >= 5) throw err;
-      await new Promise((r) => setTimeout(r, 20 * attempt));
-    }
-  }
+  const { rows } = await db.query<UpsertRow>(upsertStatement(table), [...batch.columns, positions]);
 
   const refs = referenceChecks(table);
   const rejected = new Set<number>();
@@ -123,7 +112,7 @@ export async function applyBatch(
     rejected.add(pos);
     result.rejects.push({
       position: batch.positions[pos]!,
-      raw: rawOf(pos),
+      ...rawOf(pos),
       errors: refs.filter((r) => row[r.flag]).map((r) => unknownReference(r, batch.columns[r.index]![pos])),
     });
   }

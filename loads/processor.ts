@@ -145,12 +145,16 @@ async function processLoad(services: Services, job: QueueJob<LoadJobData>, token
 async function runLoad(services: Services, load: LoadRow, log: Logger, stopping: () => boolean): Promise<Totals | 'stopped' | undefined> {
   const { config } = services;
   const table = TABLES[load.table_name];
-  const reader = await ChunkReader.open(load.file, table, load.next_offset, load.next_line, config.LOAD_CHUNK_ROWS);
+  const reader = await ChunkReader.open(load.file, table, load.next_offset, load.next_line, config.LOAD_CHUNK_ROWS, {
+    chunkBytes: config.LOAD_CHUNK_BYTES,
+    fieldMaxBytes: config.FIELD_MAX_BYTES,
+    rawMaxBytes: config.REJECT_RAW_MAX_BYTES,
+  });
   let writer: ChunkWriter | undefined;
   try {
     // DATABASE_URL when set; embedded, the pool knows where the loopback server listens.
     const connection = config.DATABASE_URL ? { connectionString: config.DATABASE_URL } : services.pool.options;
-    writer = await ChunkWriter.open(connection, table, load.id, config.LOAD_SET_BASED_FK, log);
+    writer = await ChunkWriter.open(connection, table, load.id, config.LOAD_SET_BASED_FK, log, config.REJECT_RAW_MAX_BYTES);
     const totals: Totals = { inserted: 0, updated: 0, unchanged: 0, rejected: 0 };
     const rawAt = (s: number, e: number) => reader.rawAt(s, e);
     let chunk = await reader.next();

@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Parser } from 'csv-parse';
 import type { Reject } from '../pg/index.js';
-import { CSV_OPTIONS, cleanRaw } from '../core/csv-dialect.js';
+import { CSV_OPTIONS, cleanRaw, csvApi, type CsvApi } from '../core/csv-dialect.js';
 import { UnprocessableError } from '../core/errors.js';
 import { isHeader, RowBatch, type TableDef } from '../core/tables.js';
 
@@ -30,6 +30,8 @@ export interface Chunk {
   ends: number[];
   /** Records that broke a field rule or had the wrong width (`position` is the physical line). */
   rejects: Reject[];
+  /** Bytes of the rejects' raw text (each cut at the raw cap). */
+  rejectBytes: number;
   wrongWidth: number;
   /** Ids strictly increasing in file order (already sorted, so no duplicates). */
   sorted: boolean;
@@ -45,10 +47,17 @@ const READ_BYTES = 64 * 1024;
 const MAX_RECORD_BYTES = 1 << 20;
 const BOM = [0xef, 0xbb, 0xbf];
 
-interface CsvApi {
-  parse(buf: Buffer | undefined, end: boolean, push: (record: string[]) => void, close: () => void): Error | undefined;
-  info: { bytes: number };
+/** What bounds a chunk, and the rules' field limit (the settings of the same names). */
+export interface ReaderLimits {
+  /** LOAD_CHUNK_BYTES: a chunk ends once its COPY text and its rejects' raw text reach this. */
+  chunkBytes: number;
+  /** FIELD_MAX_BYTES. */
+  fieldMaxBytes: number;
+  /** REJECT_RAW_MAX_BYTES: a reject's raw text is cut here where it is made, so a chunk never holds more. */
+  rawMaxBytes: number;
 }
+
+const DEFAULT_LIMITS: ReaderLimits = { chunkBytes: 64 * 1024 * 1024, fieldMaxBytes: 64 * 1024, rawMaxBytes: 4 * 1024 };
 
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
@@ -56,13 +65,15 @@ const copyText = (s: string) => (NEEDS_ESCAPE.test(s) ? s.replace(/[\\\t\n\r]/g,
 
 /**
  * Streams a CSV file from a byte offset, record by record, through the shared csv-parse settings
- * and the data dictionary, and hands out chunks of `chunkRows` records.
+ * and the data dictionary, and hands out chunks of `chunkRows` records, or fewer when their bytes
+ * reach `limits.chunkBytes` first (wide rows, long rejected lines).
  *
  * csv-parse's per-record `info`/`raw` double its cost and miscount lines (a CRLF inside quotes
  * counts twice), so byte offsets come from the parser's running byte count (exact) and physical
  * line numbers from counting LF bytes in the file itself. That also gives each record's exact raw
  * text and lets a load resume at any record boundary. Memory holds at most about one chunk's
- * COPY text plus a few 1 MiB read buffers, whatever the file size.
+ * bytes (`chunkBytes` plus one record) plus the read buffers of one record (at most 1 MiB),
+ * whatever the file size and however long its lines.
  */
 export class ChunkReader {
   private readonly api: CsvApi;
@@ -83,19 +94,13 @@ export class ChunkReader {
     private readonly fh: FileHandle,
     private readonly table: TableDef,
     private readonly chunkRows: number,
+    private readonly limits: ReaderLimits,
     private readonly base: number,
     startLine: number,
   ) {
-    // The parser's synchronous core, driven directly: records arrive while `info.bytes` is exact
-    // for each. Not a documented entry point, so fail loudly if a csv-parse upgrade moves it.
-    const api = (new Parser({ ...CSV_OPTIONS, raw: false, info: false, max_record_size: MAX_RECORD_BYTES }) as unknown as {
-      api?: CsvApi;
-    }).api;
-    if (typeof api?.parse !== 'function' || typeof api.info?.bytes !== 'number') {
-      throw new Error('csv-parse no longer exposes Parser#api (parse, info.bytes); loads/reader.ts needs updating');
-    }
-    this.api = api;
-    this.batch = new RowBatch(table);
+    // The parser's synchronous core, driven directly: records arrive while `info.bytes` is exact for each.
+    this.api = csvApi(new Parser({ ...CSV_OPTIONS, raw: false, info: false, max_record_size: MAX_RECORD_BYTES }));
+    this.batch = new RowBatch(table, { fieldMaxBytes: limits.fieldMaxBytes });
     this.refIndexes = table.columns.flatMap((c, i) => (c.references ? [i] : []));
     this.textColumns = table.columns.map((c) => c.kind === 'text');
     this.readPos = base;
@@ -105,7 +110,14 @@ export class ChunkReader {
     this.cur = this.newChunk();
   }
 
-  static async open(file: string, table: TableDef, startOffset: number, startLine: number, chunkRows: number): Promise<ChunkReader> {
+  static async open(
+    file: string,
+    table: TableDef,
+    startOffset: number,
+    startLine: number,
+    chunkRows: number,
+    limits: Partial<ReaderLimits> = {},
+  ): Promise<ChunkReader> {
     let fh: FileHandle;
     try {
       fh = await open(file, 'r');
@@ -117,7 +129,7 @@ export class ChunkReader {
       }
       throw err;
     }
-    return new ChunkReader(fh, table, chunkRows, startOffset, startLine);
+    return new ChunkReader(fh, table, chunkRows, { ...DEFAULT_LIMITS, ...limits }, startOffset, startLine);
   }
 
   async close(): Promise<void> {
@@ -153,11 +165,26 @@ export class ChunkReader {
     return this.ready.shift()!;
   }
 
-  /** The raw text of bytes [start, end) of the file, line break trimmed (for reference rejects). */
-  async rawAt(start: number, end: number): Promise<string> {
-    const buf = Buffer.alloc(end - start);
-    await this.fh.read(buf, 0, buf.length, start);
-    return cleanRaw(buf.toString('utf8'));
+  /** The raw text of bytes [start, end) of the file, line break trimmed and cut at the raw cap (for reference rejects). */
+  async rawAt(start: number, end: number): Promise<{ raw: string; truncated: boolean }> {
+    const max = this.limits.rawMaxBytes;
+    const buf = Buffer.alloc(Math.min(end - start, max + 2));
+    const { bytesRead } = await this.fh.read(buf, 0, buf.length, start);
+    // Longer than the cap even without its line break (at most 2 bytes): cut, whatever its end holds.
+    if (end - start > max + 2) return { raw: cleanRaw(buf.toString('utf8', 0, charStart(buf, max))), truncated: true };
+    let stop = bytesRead;
+    while (stop > 0 && (buf[stop - 1] === 10 || buf[stop - 1] === 13)) stop--;
+    if (stop <= max) return { raw: cleanRaw(buf.toString('utf8', 0, stop)), truncated: false };
+    return { raw: cleanRaw(buf.toString('utf8', 0, charStart(buf, max))), truncated: true };
+  }
+
+  /** A rejected record's raw text: bytes [start, end) less the line break, cut at the raw cap. */
+  private rawOf(start: number, end: number): { raw: string; truncated: boolean } {
+    while (end > start && (this.byteAt(end - 1) === 10 || this.byteAt(end - 1) === 13)) end--;
+    const max = this.limits.rawMaxBytes;
+    if (end - start <= max) return { raw: this.bytes(start, end).toString('utf8'), truncated: false };
+    const head = this.bytes(start, start + max + 1);
+    return { raw: head.toString('utf8', 0, charStart(head, max)), truncated: true };
   }
 
   private checkText(first: Buffer): void {
@@ -172,8 +199,17 @@ export class ChunkReader {
       }
       if (b < 0x80) break;
     }
-    if (sample.indexOf(0) !== -1 || !isUtf8(sample.subarray(0, cut))) {
-      throw new UnprocessableError('the file is not CSV text: it holds binary data or is not UTF-8; send UTF-8 CSV');
+    // A file is binary (or another encoding) when NUL or bytes that are not UTF-8 are more than
+    // a trace of it; a few are bad lines, each a reject like anywhere else in the file.
+    const head = sample.subarray(0, cut);
+    if (!isUtf8(head) || head.indexOf(0) !== -1) {
+      const text = head.toString('utf8');
+      let odd = 0;
+      for (let i = text.indexOf('\u0000'); i !== -1; i = text.indexOf('\u0000', i + 1)) odd++;
+      for (let i = text.indexOf('\ufffd'); i !== -1; i = text.indexOf('\ufffd', i + 1)) odd++;
+      if (odd >= 4 && odd * 100 >= head.length) {
+        throw new UnprocessableError('the file is not CSV text: it holds binary data or is not UTF-8; send UTF-8 CSV');
+      }
     }
     if (BOM.every((b, i) => first[i] === b)) this.prevEnd = 3;
   }
@@ -194,6 +230,7 @@ export class ChunkReader {
       starts: [],
       ends: [],
       rejects: [],
+      rejectBytes: 0,
       wrongWidth: 0,
       sorted: true,
       duplicates: false,
@@ -289,7 +326,9 @@ export class ChunkReader {
       : [{ field: null, message: 'is not valid UTF-8 text' }];
     if (issues) {
       if (issues[0]!.field === null && issues[0]!.message.startsWith('expected')) c.wrongWidth++;
-      c.rejects.push({ position: line, raw: cleanRaw(this.bytes(start, end).toString('utf8')), errors: issues });
+      const { raw, truncated } = this.rawOf(start, end);
+      c.rejects.push(truncated ? { position: line, raw, truncated, errors: issues } : { position: line, raw, errors: issues });
+      c.rejectBytes += raw.length;
     } else {
       const cols = this.batch.columns;
       const k = this.batch.length - 1;
@@ -301,7 +340,9 @@ export class ChunkReader {
       text += '\n';
       let at = c.copyEnds.at(-1) ?? 0;
       if (at + text.length * 3 > c.copy.length) {
-        const bigger = Buffer.allocUnsafe(Math.max(c.copy.length * 2, at + text.length * 3));
+        // Doubling, but not far past the chunk's byte bound: the chunk ends once it is reached.
+        const want = at + text.length * 3;
+        const bigger = Buffer.allocUnsafe(Math.max(want, Math.min(c.copy.length * 2, this.limits.chunkBytes + want - at)));
         c.copy.copy(bigger, 0, 0, at);
         c.copy = bigger;
       }
@@ -319,7 +360,7 @@ export class ChunkReader {
       }
       if (k >= 1023) this.batch.clear();
     }
-    if (c.rowsRead >= this.chunkRows) this.finishChunk(false);
+    if (c.rowsRead >= this.chunkRows || (c.copyEnds.at(-1) ?? 0) + c.rejectBytes >= this.limits.chunkBytes) this.finishChunk(false);
   };
 }
 
@@ -343,4 +384,11 @@ function countDuplicates(c: Chunk): void {
   }
   c.duplicates = repeats > 0;
   c.duplicateChanges = changes;
+}
+
+/** Where the UTF-8 character holding byte `at` starts (so a cut there splits no character). */
+function charStart(buf: Buffer, at: number): number {
+  let k = Math.min(at, buf.length);
+  for (let back = 0; back < 3 && k > 0 && k < buf.length && (buf[k]! & 0xc0) === 0x80; back++) k--;
+  return k;
 }

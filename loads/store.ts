@@ -166,18 +166,30 @@ export async function unfinishedLoads(db: Pool | PoolClient, olderThanMs: number
 
 /**
  * The rejects of a load as NDJSON text, a page of lines at a time, in file order. Pages by line
- * number, so memory stays flat for millions of rejects.
+ * number, at most `pageRows` lines and about `pageBytes` of raw text (one more line past it), so
+ * memory stays flat for millions of rejects, and for raw text kept before it was capped.
+ * A line whose raw text was cut at REJECT_RAW_MAX_BYTES says `"truncated": true`.
  */
-export async function* rejectsOf(db: Pool | PoolClient, loadId: string, pageRows = 5000): AsyncGenerator<string> {
+export async function* rejectsOf(
+  db: Pool | PoolClient,
+  loadId: string,
+  { pageRows = 1000, pageBytes = 4 * 1024 * 1024 } = {},
+): AsyncGenerator<string> {
   let after = 0;
   for (;;) {
-    const { rows } = await db.query<{ position: number; raw: string; errors: unknown }>(
-      `SELECT position, raw, errors FROM rejects WHERE source = 'load' AND source_id = $1 AND position > $2
-        ORDER BY position LIMIT $3`,
-      [loadId, after, pageRows],
+    const { rows } = await db.query<{ position: number; raw: string; errors: unknown; truncated: boolean }>(
+      `SELECT position, raw, errors, truncated FROM (
+         SELECT position, raw, errors, raw_truncated AS truncated,
+                sum(octet_length(raw)) OVER (ORDER BY position) - octet_length(raw) AS before
+           FROM (SELECT position, raw, errors, raw_truncated FROM rejects
+                  WHERE source = 'load' AND source_id = $1 AND position > $2 ORDER BY position LIMIT $3) r
+       ) p WHERE before < $4 ORDER BY position`,
+      [loadId, after, pageRows, pageBytes],
     );
     if (rows.length === 0) return;
     after = rows[rows.length - 1]!.position;
-    yield rows.map((r) => JSON.stringify({ line: r.position, raw: r.raw, errors: r.errors })).join('\n') + '\n';
+    yield rows
+      .map((r) => JSON.stringify(r.truncated ? { line: r.position, raw: r.raw, truncated: true, errors: r.errors } : { line: r.position, raw: r.raw, errors: r.errors }))
+      .join('\n') + '\n';
   }
 }

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { storeRejects, type Reject } from '../pg/index.js';
+import { DEFAULT_REJECT_RAW_MAX_BYTES, storeRejects, type Reject } from '../pg/index.js';
 import { copyIn, isEmbeddedPostgres } from '../pg/index.js';
 import { findMissingReferences, referenceChecks, unknownReference, upsertIfDifferent, type ReferenceCheck } from '../pg/index.js';
 import type { Pool, PoolClient } from '../core/db.js';
@@ -17,7 +17,7 @@ export interface ChunkOutcome {
   rejected: number;
 }
 
-type RawAt = (start: number, end: number) => Promise<string>;
+type RawAt = (start: number, end: number) => Promise<{ raw: string; truncated: boolean }>;
 
 /** What `begin` decided for a chunk, carried to `write`. */
 interface Plan {
@@ -55,12 +55,20 @@ export class ChunkWriter {
     private readonly table: TableDef,
     private readonly loadId: string,
     private readonly log: Logger,
+    private readonly rawMaxBytes: number,
   ) {
     this.stageTable = `load_stage_${table.name}`;
     this.refs = referenceChecks(table);
   }
 
-  static async open(connection: pg.PoolConfig, table: TableDef, loadId: string, setBasedFk: boolean, log: Logger): Promise<ChunkWriter> {
+  static async open(
+    connection: pg.PoolConfig,
+    table: TableDef,
+    loadId: string,
+    setBasedFk: boolean,
+    log: Logger,
+    rawMaxBytes = DEFAULT_REJECT_RAW_MAX_BYTES,
+  ): Promise<ChunkWriter> {
     // A connection of its own: the staging table and session settings live with it, and when the
     // process dies the server sees it go and rolls the chunk in flight back.
     const pool = new pg.Pool({ ...connection, max: 1, application_name: 'hr-load' });
@@ -72,7 +80,7 @@ export class ChunkWriter {
       await pool.end().catch(() => {});
       throw err;
     }
-    const w = new ChunkWriter(pool, client, table, loadId, log);
+    const w = new ChunkWriter(pool, client, table, loadId, log, rawMaxBytes);
     try {
       // The embedded database has one session for every connection: settings and the staging
       // table made here would reach the API's writes too, so it keeps the defaults and the
@@ -178,7 +186,7 @@ export class ChunkWriter {
       }
       const copied = performance.now();
 
-      await storeRejects(db, 'load', this.loadId, this.table.name, plan.rejects);
+      await storeRejects(db, 'load', this.loadId, this.table.name, plan.rejects, { rawMaxBytes: this.rawMaxBytes });
       const changes = Math.min(chunk.duplicateChanges, plan.rows - written.inserted - written.updated);
       const outcome: ChunkOutcome = {
         inserted: written.inserted,
@@ -250,7 +258,7 @@ export class ChunkWriter {
         const v = chunk.refs[r]![i]!;
         if (missing[r]!.has(v)) (errors ??= []).push(unknownReference(this.refs[r]!, v));
       }
-      if (errors) refRejects.push({ position: chunk.lines[i]!, raw: await rawAt(chunk.starts[i]!, chunk.ends[i]!), errors });
+      if (errors) refRejects.push({ position: chunk.lines[i]!, ...(await rawAt(chunk.starts[i]!, chunk.ends[i]!)), errors });
       else {
         const last = keep[keep.length - 1];
         if (last && last[1] === from) last[1] = end;

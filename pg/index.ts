@@ -21,7 +21,7 @@ export {
 export { copyIn, isEmbeddedPostgres, type CopyColumn, type CopyFormat } from './copy-in.js';
 export { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.js';
 export { isoToMicros, microsToIso, type Micros } from './timestamps.js';
-export { storeRejects, type Reject, type RejectSource } from './rejects.js';
+export { DEFAULT_REJECT_RAW_MAX_BYTES, rawForStorage, storeRejects, type Reject, type RejectSource } from './rejects.js';
 export { diffStatement, rowDiffers, upsertIfDifferent, type UpsertSource } from './upsert.js';
 export {
   findMissingReferences,

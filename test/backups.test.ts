@@ -31,8 +31,8 @@ async function seed(): Promise<void> {
   const res = await post('hired_employees', [
     { id: 1, name: 'Tab\there', datetime: '2021-11-07T02:48:42.123456Z', department_id: 1, job_id: 1 },
     { id: 2, name: 'Back\\slash\nnewline', datetime: '2021-07-27 16:02:08+02:00', department_id: 2, job_id: 2 },
-    { id: 3, name: 'Zoë Ünïcødé 名前', datetime: '0001-01-01T00:00:00.000001Z', department_id: 3, job_id: 3 },
-    { id: 4, name: 'Last of time', datetime: '9999-12-31T23:59:59.999999Z', department_id: 4, job_id: 4 },
+    { id: 3, name: 'Zoë Ünïcødé 名前', datetime: '1900-01-01T00:00:00.000001Z', department_id: 3, job_id: 3 },
+    { id: 4, name: 'Last of time', datetime: '2100-12-31T23:59:59.999999Z', department_id: 4, job_id: 4 },
     { id: 5, name: 'Before 1970', datetime: '1969-12-31T23:59:59.5Z', department_id: 5, job_id: 1 },
   ]);
   expect(await res.json()).toMatchObject({ inserted: 5, rejected: 0 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { checkDatetime, checkInt, checkText, FieldError } from '../core/rules.js';
+import { checkDatetime, checkInt, checkText, cutToBytes, FieldError, storableText } from '../core/rules.js';
 import { isHeader, RowBatch, TABLES } from '../core/tables.js';
 
 const err = (v: unknown) => (v instanceof FieldError ? v.message : undefined);
@@ -42,6 +42,7 @@ describe('names (department, job, name)', () => {
   test('keeps the value, trimmed', () => {
     expect(checkText('  Support ')).toBe('Support');
     expect(checkText('Zoë Ñandú')).toBe('Zoë Ñandú');
+    expect(checkText('𝒜𝓁𝒾𝒸ℯ 😀')).toBe('𝒜𝓁𝒾𝒸ℯ 😀');
   });
   test.each([
     ['', 'is required'],
@@ -50,6 +51,9 @@ describe('names (department, job, name)', () => {
     ['\t\n', 'must not be empty'],
     [5, 'must be a string'],
     ['a\u0000b', 'must not contain the NUL character'],
+    ['a\ud800b', 'must be valid Unicode text (it holds a lone surrogate)'],
+    ['\udfff', 'must be valid Unicode text (it holds a lone surrogate)'],
+    ['x\ud83d', 'must be valid Unicode text (it holds a lone surrogate)'],
   ])('rejects %j: %s', (input, message) => {
     expect(err(checkText(input))).toBe(message);
   });
@@ -66,6 +70,16 @@ describe('datetime', () => {
     ['2021-11-07T02:48:42-0800', '2021-11-07T02:48:42-08:00'],
     ['2020-02-29T00:00:00Z', '2020-02-29T00:00:00Z'],
     ['2000-02-29T23:59:59Z', '2000-02-29T23:59:59Z'],
+    // Fractions past microseconds are cut, never rounded: the instant stays in March, Q1.
+    ['2021-03-31T23:59:59.9999999Z', '2021-03-31T23:59:59.999999Z'],
+    ['2021-03-31 23:59:59.999999999', '2021-03-31T23:59:59.999999Z'],
+    ['2021-03-31T23:59:59.1234567+0100', '2021-03-31T23:59:59.123456+01:00'],
+    // The UTC instant must lie in 1900..2100, whatever the local date says.
+    ['1900-01-01T00:00:00Z', '1900-01-01T00:00:00Z'],
+    ['2100-12-31T23:59:59.999999Z', '2100-12-31T23:59:59.999999Z'],
+    ['1899-12-31T23:00:00-02:00', '1899-12-31T23:00:00-02:00'],
+    ['2101-01-01T01:00:00+02:00', '2101-01-01T01:00:00+02:00'],
+    ['1900-01-01T00:00:00-00:30', '1900-01-01T00:00:00-00:30'],
   ])('accepts %s', (input, expected) => {
     expect(checkDatetime(input)).toBe(expected);
   });
@@ -82,6 +96,13 @@ describe('datetime', () => {
     ['2021-01-01T10:60:00Z', 'is not a real time of day: 10:60:00'],
     ['2021-01-01T10:00:61Z', 'is not a real time of day: 10:00:61'],
     ['2021-01-01T10:00:00+19:00', 'has an impossible UTC offset: +19:00'],
+    ['0001-01-01T00:00:00+01:00', 'must lie in the years 1900..2100 (UTC)'],
+    ['9999-12-31T23:00:00-12:00', 'must lie in the years 1900..2100 (UTC)'],
+    ['1899-12-31T23:59:59.999999Z', 'must lie in the years 1900..2100 (UTC)'],
+    ['1900-01-01T00:30:00+01:00', 'must lie in the years 1900..2100 (UTC)'],
+    ['2101-01-01T00:00:00Z', 'must lie in the years 1900..2100 (UTC)'],
+    ['2100-12-31T23:00:00-02:00', 'must lie in the years 1900..2100 (UTC)'],
+    ['1850-06-01T00:00:00Z', 'must lie in the years 1900..2100 (UTC)'],
   ])('rejects %j: %s', (input, message) => {
     expect(err(checkDatetime(input))).toBe(message);
   });
@@ -120,6 +141,38 @@ describe('RowBatch', () => {
     ]);
     expect(b.addObject({ department: 'Y' }, 4)).toEqual([{ field: 'id', message: 'is required' }]);
     expect(b.columns).toEqual([[1, 2], ['Sales', 'HR']]);
+  });
+
+  test('a field longer than the limit is a reject saying so; up to it is fine', () => {
+    const b = new RowBatch(TABLES.departments, { fieldMaxBytes: 1024 });
+    expect(b.addFields(['1', 'é'.repeat(512)], 0)).toBeNull(); // 1024 bytes
+    expect(b.addFields(['2', 'é'.repeat(512) + 'x'], 1)).toEqual([{ field: 'department', message: 'is 1025 bytes long; at most 1024 are allowed' }]);
+    expect(b.addFields(['3'.repeat(2000), 'ok'], 2)).toEqual([{ field: 'id', message: 'is 2000 bytes long; at most 1024 are allowed' }]);
+    expect(new RowBatch(TABLES.departments).fieldMaxBytes).toBe(65536);
+  });
+
+  test('JSON keys that are not valid Unicode: a reject whose reasons are storable text', () => {
+    const b = new RowBatch(TABLES.departments);
+    expect(b.addObject({ id: 1, department: 'x', '\u0000': 1, '\ud800': 2 }, 0)).toEqual([
+      { field: '\u2400', message: 'is not a column of this table, nor valid Unicode text (a key holds a NUL or a lone surrogate)' },
+      { field: '\ufffd', message: 'is not a column of this table, nor valid Unicode text (a key holds a NUL or a lone surrogate)' },
+    ]);
+    const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, i]));
+    const issues = b.addObject({ id: 1, department: 'x', ...many, ['y'.repeat(500)]: 1 }, 1)!;
+    expect(issues).toHaveLength(11);
+    expect(issues.at(-1)).toEqual({ field: null, message: 'and 21 more keys that are not columns of this table' });
+    const long = b.addObject({ id: 1, department: 'x', ['y'.repeat(500)]: 1 }, 2)!;
+    expect(long[0]!.field).toBe('y'.repeat(100) + '…');
+  });
+
+  test('storable text and byte cuts', () => {
+    expect(storableText('a\u0000b\ud800c\udc00')).toBe('a\u2400b\ufffdc\ufffd');
+    expect(storableText('😀 ok')).toBe('😀 ok');
+    expect(cutToBytes('abc', 2)).toBe('ab');
+    expect(cutToBytes('é'.repeat(10), 5)).toBe('éé');
+    expect(cutToBytes('😀'.repeat(10), 6)).toBe('😀');
+    expect(cutToBytes('😀'.repeat(10), 1)).toBe('');
+    expect(cutToBytes('short', 100)).toBe('short');
   });
 
   test('a header line is recognized only when it names the columns in order', () => {

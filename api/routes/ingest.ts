@@ -3,7 +3,7 @@ import { UnsupportedMediaTypeError } from '../../core/errors.js';
 import { TABLES } from '../../core/tables.js';
 import { ingestBatch, parseBody } from '../../ingest/index.js';
 import type { Services } from '../../jobs/index.js';
-import { mediaType, readText } from '../body.js';
+import { bodyChunks, mediaType } from '../body.js';
 import { tableParam } from '../params.js';
 import { error, IngestResultSchema, IngestRowsSchema, json, keyed, writeErrors } from '../schemas.js';
 
@@ -14,7 +14,7 @@ const ingestRoute = createRoute({
   summary: 'Upsert a batch of 1 to 1000 rows',
   description:
     'Valid rows are upserted (a later row with the same id wins); rows that break a data rule are rejected with field and reason, kept in the rejects table and logged. A header line in CSV is skipped.\n\n' +
-    'The path is validated from this declaration; the body is read by hand, not by a schema validator: its bytes are counted while it streams (413 past INGEST_MAX_BYTES), and each row is held to the data rules on its own, so a bad row becomes a reject instead of failing the request.',
+    'The path is validated from this declaration; the body is read by hand, not by a schema validator: it is parsed while it streams, with its limits enforced as it is read (413 past INGEST_MAX_BYTES or at the 1001st row; 400 for JSON nested deeper than 32 levels), and each row is held to the data rules on its own, so a bad row (a field longer than FIELD_MAX_BYTES included) becomes a reject instead of failing the request. Rows and rejects commit in one transaction.',
   ...keyed,
   request: {
     params: z.object({ table: tableParam('path') }),
@@ -46,7 +46,10 @@ export function registerIngest(app: OpenAPIHono, services: Services): void {
     const table = TABLES[c.req.valid('param').table];
     const type = mediaType(c.req.header('content-type'));
     if (type === undefined) throw new UnsupportedMediaTypeError(type, ['application/json', 'text/csv']);
-    const text = await readText(c.req.raw, config.INGEST_MAX_BYTES);
-    return c.json(await ingestBatch(services, table, parseBody(text, type, table), c.get('requestId')), 200);
+    const body = await parseBody(bodyChunks(c.req.raw, config.INGEST_MAX_BYTES), type, table, {
+      rawMaxBytes: config.REJECT_RAW_MAX_BYTES,
+      fieldMaxBytes: config.FIELD_MAX_BYTES,
+    });
+    return c.json(await ingestBatch(services, table, body, c.get('requestId')), 200);
   });
 }
