@@ -4,7 +4,8 @@ import type { TableName } from '../core/tables.js';
 /**
  * Where the warehouse keeps its files, all under `config.dirs.warehouse`:
  *
- *   hr.duckdb                          the published star schema (replaced by rename, never edited)
+ *   hr.duckdb                          link to the published star schema, one file of versions/
+ *   versions/hr-<n>.duckdb             the published file and the one before it, used in turn
  *   parquet/manifest.json              which Parquet files make up each table, and how to read them
  *   parquet/<table>/base-<batch>...    a full copy of the table as of that batch
  *   parquet/<table>/delta-<batch>.parquet  the ids changed since, with `_deleted` and `_batch`
@@ -15,6 +16,7 @@ import type { TableName } from '../core/tables.js';
 export interface WarehouseLayout {
   root: string;
   duckdb: string;
+  versions: string;
   parquet: string;
   manifest: string;
   tmp: string;
@@ -24,6 +26,7 @@ export function layoutOf(warehouseDir: string): WarehouseLayout {
   return {
     root: warehouseDir,
     duckdb: path.join(warehouseDir, 'hr.duckdb'),
+    versions: path.join(warehouseDir, 'versions'),
     parquet: path.join(warehouseDir, 'parquet'),
     manifest: path.join(warehouseDir, 'parquet', 'manifest.json'),
     tmp: path.join(warehouseDir, 'tmp'),
