@@ -9,7 +9,8 @@ import { claimForWrite, releaseWrite } from './holds.js';
 import { lastBatch, type Ledger } from './ledger.js';
 import type { WarehouseLayout } from './layout.js';
 import { releaseIdleReaders } from './reader.js';
-import { applyChanges, applyComments, createStarSchema, SCHEMA_VERSION } from './schema.js';
+import { applyChanges } from './apply.js';
+import { applyComments, createStarSchema, SCHEMA_VERSION } from './schema.js';
 import { currentRowsSql, latestChangesSql } from './sources.js';
 import {
   newVersionPath,
@@ -143,7 +144,7 @@ async function inPlace(
       // The file itself says what it holds (its sidecar may predate a crash).
       const info = await fileInfo(conn);
       if (!catchesUp(info)) return false;
-      await applyAndDescribe(conn, layout, ledger, b, info.lastBatch);
+      await applyAndDescribe(conn, layout, ledger, log, b, info.lastBatch);
       await b.step('applied');
       return true;
     });
@@ -173,7 +174,7 @@ async function viaCopy(layout: WarehouseLayout, ledger: Ledger, log: Logger, b: 
       await b.step('opened');
       const info = await fileInfo(conn);
       if (!info || info.lastBatch !== pub.info?.lastBatch) throw new Error('published file does not match its sidecar');
-      await applyAndDescribe(conn, layout, ledger, b, info.lastBatch);
+      await applyAndDescribe(conn, layout, ledger, log, b, info.lastBatch);
       await b.step('applied');
     });
     await b.step('closed');
@@ -246,7 +247,14 @@ async function fileInfo(conn: DuckDBConnection): Promise<VersionInfo | null> {
  * The deltas after `after`, and the new warehouse_info row, in one transaction: no automatic
  * checkpoint can move rowids in the middle of it, and a crash before COMMIT leaves the file as it was.
  */
-async function applyAndDescribe(conn: DuckDBConnection, layout: WarehouseLayout, ledger: Ledger, b: Build, after: number): Promise<void> {
+async function applyAndDescribe(
+  conn: DuckDBConnection,
+  layout: WarehouseLayout,
+  ledger: Ledger,
+  log: Logger,
+  b: Build,
+  after: number,
+): Promise<void> {
   await conn.run('BEGIN TRANSACTION');
   const changed = new Set<string>();
   for (const table of TABLE_NAMES) {
@@ -255,7 +263,7 @@ async function applyAndDescribe(conn: DuckDBConnection, layout: WarehouseLayout,
     await conn.run(`CREATE TEMP TABLE chg_${table} AS ${latestChangesSql(layout.parquet, deltas, table)}`);
     changed.add(table);
   }
-  await applyChanges(conn, changed);
+  if (await applyChanges(conn, changed)) log.info({ version: b.target }, 'warehouse changes folded into fact_hires_base');
   await describe(conn, b, 'incremental');
   await conn.run('COMMIT');
 }
