@@ -260,7 +260,7 @@ async function applyAndDescribe(
   for (const table of TABLE_NAMES) {
     const deltas = ledger[table].deltas.filter((d) => d.batch > after);
     if (deltas.length === 0) continue;
-    await conn.run(`CREATE TEMP TABLE chg_${table} AS ${latestChangesSql(layout.parquet, deltas, table)}`);
+    await conn.run(`CREATE TEMP TABLE chg_${table} AS ${latestChangesSql(layout.parquet, deltas, table, after)}`);
     changed.add(table);
   }
   if (await applyChanges(conn, changed)) log.info({ version: b.target }, 'warehouse changes folded into fact_hires_base');
