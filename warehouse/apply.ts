@@ -1,6 +1,10 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { TABLE_NAMES } from '../core/tables.js';
 import { queryRows } from './duck.js';
-import { AGG_SELECT, calendarSql, FACT_SELECT } from './schema.js';
+import type { Ledger } from './ledger.js';
+import { AGG_SELECT, calendarSql, FACT_SELECT, SCHEMA_VERSION } from './schema.js';
+import { latestChangesSql } from './sources.js';
+import type { VersionInfo } from './versions.js';
 
 /**
  * The changes table is folded into the base once it holds this share of the base's rows (and at
@@ -10,16 +14,65 @@ import { AGG_SELECT, calendarSql, FACT_SELECT } from './schema.js';
 export const FOLD_SHARE = 0.01;
 const FOLD_MIN_ROWS = 10_000;
 
+/** What a DuckDB file says it holds (its warehouse_info row). */
+export async function readFileInfo(conn: DuckDBConnection): Promise<VersionInfo | null> {
+  const [row] = await queryRows<{ schema_version: number; last_batch: number; refreshed_at: string }>(
+    conn,
+    `SELECT schema_version, last_batch::DOUBLE AS last_batch, refreshed_at::VARCHAR AS refreshed_at FROM warehouse_info`,
+  );
+  return row ? { schemaVersion: row.schema_version, lastBatch: row.last_batch, refreshedAt: row.refreshed_at } : null;
+}
+
+export async function describeFile(
+  conn: DuckDBConnection,
+  row: { target: number; refreshedAt: string; build: 'full' | 'incremental'; ms: number },
+): Promise<void> {
+  await conn.run('DELETE FROM warehouse_info');
+  await conn.run(`INSERT INTO warehouse_info VALUES ($1, $2, $2, $3::TIMESTAMPTZ, $4, $5)`, [
+    SCHEMA_VERSION,
+    row.target,
+    row.refreshedAt,
+    row.build,
+    row.ms,
+  ]);
+}
+
+/**
+ * Catches an open file up from batch `after` to the ledger: the newest change per id of the later
+ * deltas, applied and described (`describe` writes warehouse_info) in one transaction, so a crash
+ * before COMMIT leaves the file as it was. Returns whether the changes were folded into the base.
+ */
+export async function catchUp(
+  conn: DuckDBConnection,
+  parquetDir: string,
+  ledger: Ledger,
+  after: number,
+  describe: (conn: DuckDBConnection) => Promise<void>,
+): Promise<boolean> {
+  await conn.run('BEGIN TRANSACTION');
+  const changed = new Set<string>();
+  for (const table of TABLE_NAMES) {
+    const deltas = ledger[table].deltas.filter((d) => d.batch > after);
+    if (deltas.length === 0) continue;
+    await conn.run(`CREATE TEMP TABLE chg_${table} AS ${latestChangesSql(parquetDir, deltas, table, after)}`);
+    changed.add(table);
+  }
+  const folded = await applyChanges(conn, changed);
+  await describe(conn);
+  await conn.run('COMMIT');
+  return folded;
+}
+
 /**
  * The incremental build, applied to a file that is not published (the older version, or a
- * copy) inside one transaction: `chg_<table>` temp tables hold the newest change per id (with
+ * copy): `chg_<table>` temp tables hold the newest change per id (with
  * `_deleted`). The aggregate is adjusted by difference (minus the old version of each changed
  * hire, plus the new one). fact_hires_base is only read, once, for the old versions of changed
  * hires that have no row in fact_hires_changes yet; new versions and deletion markers go to
  * fact_hires_changes. So the writes, and the checkpoint after, follow the change, not the size
  * of the warehouse. Returns whether the changes were folded into the base.
  */
-export async function applyChanges(conn: DuckDBConnection, changed: Set<string>): Promise<boolean> {
+async function applyChanges(conn: DuckDBConnection, changed: Set<string>): Promise<boolean> {
   if (changed.has('departments')) {
     await conn.run(`DELETE FROM dim_department WHERE department_id IN (SELECT id FROM chg_departments)`);
     await conn.run(`INSERT INTO dim_department SELECT id, department FROM chg_departments WHERE NOT _deleted`);

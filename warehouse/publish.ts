@@ -4,14 +4,14 @@ import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from '../core/log.js';
 import { TABLE_NAMES } from '../core/tables.js';
-import { queryRows, withDuckFile } from './duck.js';
+import { withDuckFile } from './duck.js';
 import { claimForWrite, releaseWrite } from './holds.js';
 import { lastBatch, type Ledger } from './ledger.js';
 import type { WarehouseLayout } from './layout.js';
 import { releaseIdleReaders } from './reader.js';
-import { applyChanges } from './apply.js';
+import { catchUp, describeFile, readFileInfo } from './apply.js';
 import { applyComments, createStarSchema, SCHEMA_VERSION } from './schema.js';
-import { currentRowsSql, latestChangesSql } from './sources.js';
+import { currentRowsSql } from './sources.js';
 import {
   newVersionPath,
   placeVersion,
@@ -66,11 +66,11 @@ interface Build {
  * Brings the published DuckDB file up to the Parquet files in the ledger. Three ways, cheapest
  * first (see versions.ts for the files):
  *  1. in place: the older version file, which no reader uses any more, is opened read-write,
- *     caught up with the deltas after the batch it holds, checkpointed and closed; then the
- *     `hr.duckdb` link is swapped to it. The cost follows the change, not the warehouse.
+ *     caught up with the deltas after the batch it holds (apply.ts: only small tables are
+ *     written), checkpointed and closed; then the `hr.duckdb` link is swapped to it.
  *  2. copy: when that file is open in a reader (a notebook, a process that has not looked again
- *     since) or cannot be caught up (a compaction merged the deltas it needs), the published file
- *     is copied and the new deltas applied to the copy.
+ *     since) or cannot be caught up (a compaction rewrote the Parquet base after it), the
+ *     published file is copied and the new deltas applied to the copy.
  *  3. full: from the Parquet files alone, with no published file, after a TRUNCATE, a schema
  *     change, or new deltas larger than a quarter of a table (and over 1,000 rows).
  * The published file is never opened read-write; readers that have it open keep their version, and
@@ -142,9 +142,9 @@ async function inPlace(
     const ok = await withDuckFile(older.file, async (conn) => {
       await b.step('opened');
       // The file itself says what it holds (its sidecar may predate a crash).
-      const info = await fileInfo(conn);
+      const info = await readFileInfo(conn);
       if (!catchesUp(info)) return false;
-      await applyAndDescribe(conn, layout, ledger, log, b, info.lastBatch);
+      await catchUpFile(conn, layout, ledger, log, b, info.lastBatch);
       await b.step('applied');
       return true;
     });
@@ -172,9 +172,9 @@ async function viaCopy(layout: WarehouseLayout, ledger: Ledger, log: Logger, b: 
     await b.step('copied');
     await withDuckFile(building, async (conn) => {
       await b.step('opened');
-      const info = await fileInfo(conn);
+      const info = await readFileInfo(conn);
       if (!info || info.lastBatch !== pub.info?.lastBatch) throw new Error('published file does not match its sidecar');
-      await applyAndDescribe(conn, layout, ledger, log, b, info.lastBatch);
+      await catchUpFile(conn, layout, ledger, log, b, info.lastBatch);
       await b.step('applied');
     });
     await b.step('closed');
@@ -199,7 +199,7 @@ async function fullBuild(layout: WarehouseLayout, ledger: Ledger, log: Logger, b
         jobs: currentRowsSql(layout.parquet, 'jobs', ledger.jobs),
         hired_employees: currentRowsSql(layout.parquet, 'hired_employees', ledger.hired_employees),
       });
-      await describe(conn, b, 'full');
+      await describeFile(conn, { target: b.target, refreshedAt: b.refreshedAt, build: 'full', ms: elapsed(b) });
       await applyComments(conn);
       await b.step('applied');
     });
@@ -213,6 +213,16 @@ async function fullBuild(layout: WarehouseLayout, ledger: Ledger, log: Logger, b
     throw err;
   }
 }
+
+/** The deltas after `after` applied to an open file, and its warehouse_info row, in one transaction. */
+async function catchUpFile(conn: DuckDBConnection, layout: WarehouseLayout, ledger: Ledger, log: Logger, b: Build, after: number): Promise<void> {
+  const folded = await catchUp(conn, layout.parquet, ledger, after, (c) =>
+    describeFile(c, { target: b.target, refreshedAt: b.refreshedAt, build: 'incremental', ms: elapsed(b) }),
+  );
+  if (folded) log.info({ version: b.target }, 'warehouse changes folded into fact_hires_base');
+}
+
+const elapsed = (b: Build) => Math.round(performance.now() - b.started);
 
 /** Sidecar, link swap, and removal of every version file but the new one and the one before. */
 async function finish(
@@ -229,54 +239,10 @@ async function finish(
   await b.step('published');
   const previous = versions.published?.file;
   await removeVersionsExcept(layout, previous && previous !== file ? [file, previous] : [file]);
-  const ms = Math.round(performance.now() - b.started);
+  const ms = elapsed(b);
   const build = via === null ? 'full' : 'incremental';
   log.info({ build, via, version: b.target, file: path.basename(file), ms }, 'warehouse published');
   return { build, via, version: b.target, refreshedAt: b.refreshedAt, ms };
-}
-
-async function fileInfo(conn: DuckDBConnection): Promise<VersionInfo | null> {
-  const [row] = await queryRows<{ schema_version: number; last_batch: number; refreshed_at: string }>(
-    conn,
-    `SELECT schema_version, last_batch::DOUBLE AS last_batch, refreshed_at::VARCHAR AS refreshed_at FROM warehouse_info`,
-  );
-  return row ? { schemaVersion: row.schema_version, lastBatch: row.last_batch, refreshedAt: row.refreshed_at } : null;
-}
-
-/**
- * The deltas after `after`, and the new warehouse_info row, in one transaction: no automatic
- * checkpoint can move rowids in the middle of it, and a crash before COMMIT leaves the file as it was.
- */
-async function applyAndDescribe(
-  conn: DuckDBConnection,
-  layout: WarehouseLayout,
-  ledger: Ledger,
-  log: Logger,
-  b: Build,
-  after: number,
-): Promise<void> {
-  await conn.run('BEGIN TRANSACTION');
-  const changed = new Set<string>();
-  for (const table of TABLE_NAMES) {
-    const deltas = ledger[table].deltas.filter((d) => d.batch > after);
-    if (deltas.length === 0) continue;
-    await conn.run(`CREATE TEMP TABLE chg_${table} AS ${latestChangesSql(layout.parquet, deltas, table, after)}`);
-    changed.add(table);
-  }
-  if (await applyChanges(conn, changed)) log.info({ version: b.target }, 'warehouse changes folded into fact_hires_base');
-  await describe(conn, b, 'incremental');
-  await conn.run('COMMIT');
-}
-
-async function describe(conn: DuckDBConnection, b: Build, build: 'full' | 'incremental'): Promise<void> {
-  await conn.run('DELETE FROM warehouse_info');
-  await conn.run(`INSERT INTO warehouse_info VALUES ($1, $2, $2, $3::TIMESTAMPTZ, $4, $5)`, [
-    SCHEMA_VERSION,
-    b.target,
-    b.refreshedAt,
-    build,
-    Math.round(performance.now() - b.started),
-  ]);
 }
 
 async function scratchFile(layout: WarehouseLayout, target: number): Promise<string> {
