@@ -111,7 +111,8 @@ async function applyChanges(conn: DuckDBConnection, changed: Set<string>): Promi
   await conn.run(`DELETE FROM agg_hires_by_quarter a USING agg_diff d
     WHERE a.year = d.year AND a.quarter = d.quarter AND a.department_id = d.department_id AND a.job_id = d.job_id`);
   await conn.run(`INSERT INTO agg_hires_by_quarter SELECT * FROM agg_new WHERE hires > 0`);
-  await conn.run(`INSERT INTO dim_date ${calendarSql('(SELECT DISTINCT year FROM agg_hires_by_quarter WHERE year NOT IN (SELECT year FROM dim_date))')}`);
+  // A new year can only come with a cell that gained hires.
+  await conn.run(`INSERT INTO dim_date ${calendarSql('(SELECT DISTINCT year FROM agg_diff WHERE hires > 0 AND year NOT IN (SELECT year FROM dim_date))')}`);
   return foldIfLarge(conn);
 }
 
