@@ -1,11 +1,13 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm, symlink } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { layoutOf, type WarehouseLayout } from '../warehouse/layout.js';
 import type { PublishOptions, PublishStep } from '../warehouse/publish.js';
+import { queryRows } from '../warehouse/duck.js';
 import { WarehouseReader } from '../warehouse/reader.js';
 import { refreshWarehouse, type RefreshResult } from '../warehouse/refresh.js';
 import { readVersions } from '../warehouse/versions.js';
@@ -166,6 +168,33 @@ test('a reader left idle closes the version before once the link moves, so anoth
     expect(opened).toBe(true);
   } finally {
     reader.close();
+  }
+});
+
+test('a query of this process still running on the version before keeps its file, whatever path each side uses: the refresh copies', async () => {
+  // The refresh sees the warehouse through a symbolic link to the data folder, the reader through
+  // the real path: the coordination inside one process goes by inode, not by name.
+  const alias = `${s.config.DATA_DIR}-alias`;
+  await symlink(s.config.DATA_DIR, alias);
+  const aliased = { ...s, config: { ...s.config, dirs: { ...s.config.dirs, warehouse: path.join(alias, 'warehouse') } } };
+  const reader = new WarehouseReader(layout.duckdb);
+  try {
+    const seen = await reader.use(async (conn) => {
+      const count = async () => (await queryRows<{ n: number }>(conn, 'SELECT count(*)::INTEGER AS n FROM fact_hires'))[0]!.n;
+      const before = await count();
+      await addHire();
+      expect((await refreshWarehouse(aliased)).via).toBe('in-place');
+      await addHire();
+      expect((await refreshWarehouse(aliased)).via).toBe('copy'); // the file this query reads is the older one now
+      return [before, await count()];
+    });
+    expect(seen[1]).toBe(seen[0]);
+    await addHire();
+    expect((await refresh()).via).toBe('in-place');
+    await expectInStep();
+  } finally {
+    reader.close();
+    await rm(alias, { force: true });
   }
 });
 

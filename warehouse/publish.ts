@@ -5,7 +5,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Logger } from '../core/log.js';
 import { TABLE_NAMES } from '../core/tables.js';
 import { withDuckFile } from './duck.js';
-import { claimForWrite, releaseWrite } from './holds.js';
+import { claimForWrite, fileId, releaseWrite } from './holds.js';
 import { lastBatch, type Ledger } from './ledger.js';
 import type { WarehouseLayout } from './layout.js';
 import { releaseIdleReaders } from './reader.js';
@@ -133,8 +133,10 @@ async function inPlace(
   catchesUp: (info: VersionInfo | null) => info is VersionInfo,
 ): Promise<PublishResult | null> {
   // Readers of this process close it if idle; other processes' readers hold a lock DuckDB checks.
-  releaseIdleReaders(older.file);
-  if (!claimForWrite(older.file)) {
+  const id = await fileId(older.file);
+  if (id === null) return null;
+  releaseIdleReaders(id);
+  if (!claimForWrite(id)) {
     log.info({ file: older.file }, 'older warehouse file is open in this process; copying the published one');
     return null;
   }
@@ -159,7 +161,7 @@ async function inPlace(
     log.info({ file: older.file, err: (err as Error).message }, 'older warehouse file is busy; copying the published one');
     return null;
   } finally {
-    releaseWrite(older.file);
+    releaseWrite(id);
   }
   return finish(layout, log, b, versions, older.file, 'in-place');
 }

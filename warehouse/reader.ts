@@ -1,8 +1,9 @@
+import type { Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { AppError } from '../core/errors.js';
 import { queryRows } from './duck.js';
-import { holdForRead, releaseRead } from './holds.js';
+import { fileId, holdForRead, releaseRead } from './holds.js';
 
 /** What the published file says about itself (its warehouse_info row). */
 export interface WarehouseInfo {
@@ -23,8 +24,9 @@ export class WarehouseNotReadyError extends AppError {
 
 interface Opened {
   key: string;
-  /** The version file (what `hr.duckdb` linked to when it was opened). */
+  /** The version file (what `hr.duckdb` linked to when it was opened), and its fileId. */
   file: string;
+  id: string;
   instance: DuckDBInstance;
   info: WarehouseInfo;
   users: number;
@@ -88,30 +90,35 @@ export class WarehouseReader {
    */
   private async open(): Promise<Opened> {
     for (let attempt = 1; ; attempt++) {
+      const retry = attempt < 5;
       const file = await realpath(this.file).catch(() => null);
       if (file === null) throw new WarehouseNotReadyError();
-      const key = await keyOf(file);
-      if (key !== null && this.current?.key === key) return this.current;
-      if (key === null || !holdForRead(file)) {
-        if (attempt < 5) continue;
+      const s = await stat(file).catch(() => null);
+      if (s === null) {
+        if (retry) continue; // removed after we read the link (two refreshes since)
         throw new WarehouseNotReadyError();
       }
-      let instance: DuckDBInstance;
+      const key = keyFromStat(s);
+      if (this.current?.key === key) return this.current;
+      const id = `${s.dev}:${s.ino}`;
+      if (!holdForRead(id)) {
+        if (retry) continue; // being rewritten: the link has moved on since we read it
+        throw new WarehouseNotReadyError();
+      }
+      let instance: DuckDBInstance | undefined;
       try {
         instance = await DuckDBInstance.create(file, { access_mode: 'READ_ONLY' });
-      } catch (err) {
-        releaseRead(file);
-        // Removed after we read the link (two refreshes since): read it again.
-        if (attempt < 5 && (await keyOf(file)) === null) continue;
-        throw err;
-      }
-      try {
-        const opened: Opened = { key, file, instance, info: await readInfo(instance), users: 0, retired: false };
+        // The name still on the file we registered (names of removed versions can come back).
+        if ((await fileId(file)) !== id) throw new Error(`${file} was replaced while it was opened`);
+        const opened: Opened = { key, id, file, instance, info: await readInfo(instance), users: 0, retired: false };
         this.replace(opened);
         return opened;
       } catch (err) {
-        instance.closeSync();
-        releaseRead(file);
+        instance?.closeSync();
+        releaseRead(id);
+        // The link moved on while we opened (a refresh elsewhere may now be rewriting this file).
+        const moved = (await fileId(file)) !== id || (await realpath(this.file).catch(() => null)) !== file;
+        if (retry && !(err instanceof WarehouseNotReadyError) && moved) continue;
         throw err;
       }
     }
@@ -134,13 +141,13 @@ export class WarehouseReader {
   private async look(): Promise<void> {
     const c = this.current;
     if (!c || this.opening) return;
-    if ((await keyOf(this.file)) !== c.key && this.current === c) this.release(c.file);
+    if ((await keyOf(this.file)) !== c.key && this.current === c) this.release(c.id);
   }
 
-  /** Closes the instance on `file` if no query is using it; the next use opens the published file. */
-  release(file: string): void {
+  /** Closes the instance on the file `id` if no query uses it; the next use opens the published file. */
+  release(id: string): void {
     const c = this.current;
-    if (c?.file === file && c.users === 0) this.replace(undefined);
+    if (c?.id === id && c.users === 0) this.replace(undefined);
   }
 
   close(): void {
@@ -149,9 +156,9 @@ export class WarehouseReader {
   }
 }
 
-/** Asks this process's readers to close `file` (a refresh is about to rewrite it) if they are idle. */
-export function releaseIdleReaders(file: string): void {
-  for (const r of readers) r.release(file);
+/** Asks this process's readers to close the file `id` (a refresh will rewrite it) if they are idle. */
+export function releaseIdleReaders(id: string): void {
+  for (const r of readers) r.release(id);
 }
 
 function retire(o: Opened): void {
@@ -161,12 +168,14 @@ function retire(o: Opened): void {
 
 function closeOpened(o: Opened): void {
   o.instance.closeSync();
-  releaseRead(o.file);
+  releaseRead(o.id);
 }
+
+const keyFromStat = (s: Stats) => `${s.dev}:${s.ino}:${s.mtimeMs}`;
 
 async function keyOf(file: string): Promise<string | null> {
   const s = await stat(file).catch(() => null);
-  return s && `${s.dev}:${s.ino}:${s.mtimeMs}`;
+  return s && keyFromStat(s);
 }
 
 async function readInfo(instance: DuckDBInstance): Promise<WarehouseInfo> {
