@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readdir, rm, symlink } from 'node:fs/promises';
+import { copyFile, lstat, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -282,3 +282,18 @@ async function recovers(): Promise<void> {
   expectWhole(await probe.ask('open'), r.version);
   expect(await versionFiles()).toHaveLength(2);
 }
+
+test('a plain hr.duckdb left by an older release is replaced by the link on the next refresh', async () => {
+  const current = (await readVersions(layout)).published!.file;
+  await rm(layout.duckdb);
+  await copyFile(current, layout.duckdb);
+  await writeFile(`${layout.duckdb}.json`, '{"schemaVersion":1,"lastBatch":1}');
+  expectWhole(await probe.ask('open'), await published());
+  await addHire();
+  const r = await refresh();
+  expect(r.build).toBe('full');
+  expect((await lstat(layout.duckdb)).isSymbolicLink()).toBe(true);
+  await expect(lstat(`${layout.duckdb}.json`)).rejects.toThrow();
+  expectWhole(await probe.ask('open'), r.version);
+  await recovers();
+});
