@@ -11,7 +11,7 @@ import type { VersionInfo } from './versions.js';
  * least FOLD_MIN_ROWS): readers of fact_hires pay an anti-join against it, and a fold costs about
  * one scan of the base plus a checkpoint of its touched row groups.
  */
-export const FOLD_SHARE = 0.01;
+const FOLD_SHARE = 0.01;
 const FOLD_MIN_ROWS = 10_000;
 
 /** What a DuckDB file says it holds (its warehouse_info row). */
@@ -65,12 +65,12 @@ export async function catchUp(
 
 /**
  * The incremental build, applied to a file that is not published (the older version, or a
- * copy): `chg_<table>` temp tables hold the newest change per id (with
- * `_deleted`). The aggregate is adjusted by difference (minus the old version of each changed
- * hire, plus the new one). fact_hires_base is only read, once, for the old versions of changed
- * hires that have no row in fact_hires_changes yet; new versions and deletion markers go to
- * fact_hires_changes. So the writes, and the checkpoint after, follow the change, not the size
- * of the warehouse. Returns whether the changes were folded into the base.
+ * copy): `chg_<table>` temp tables hold the newest change per id (with `_deleted`). The
+ * aggregate is adjusted by difference (minus the old version of each changed hire, plus the new
+ * one). fact_hires_base is only read, once, for the old versions of changed hires that have no
+ * row in fact_hires_changes yet; new versions and deletion markers go to fact_hires_changes. So
+ * the writes, and the checkpoint after, follow the change, not the size of the warehouse.
+ * Returns whether the changes were folded into the base.
  */
 async function applyChanges(conn: DuckDBConnection, changed: Set<string>): Promise<boolean> {
   if (changed.has('departments')) {

@@ -158,7 +158,9 @@ async function inPlace(
   } catch (err) {
     if (err instanceof Interrupted) throw err;
     // Typically DuckDB's lock: a reader in another process still has the file open.
-    log.info({ file: older.file, err: (err as Error).message }, 'older warehouse file is busy; copying the published one');
+    const busy = /Could not set lock/.test((err as Error).message);
+    if (busy) log.info({ file: older.file }, 'older warehouse file is open in another process; copying the published one');
+    else log.warn({ err, file: older.file }, 'older warehouse file could not be caught up; copying the published one');
     return null;
   } finally {
     releaseWrite(id);
