@@ -60,7 +60,9 @@ export class WarehouseReader {
   }
 
   async use<T>(fn: (conn: DuckDBConnection, info: WarehouseInfo) => Promise<T>): Promise<T> {
-    const opened = await this.acquire();
+    let opened = await this.acquire();
+    // Released between acquire() and here (a refresh of this process, the timer): take the next.
+    while (opened.retired) opened = await this.acquire();
     opened.users++;
     let conn: DuckDBConnection | undefined;
     try {
