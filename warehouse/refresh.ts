@@ -8,7 +8,7 @@ import { exportChanges, type ExportedTable } from './export.js';
 import { readLedger } from './ledger.js';
 import { layoutOf } from './layout.js';
 import { forgetMissingFiles, removeOrphans, writeManifest } from './manifest.js';
-import { publish } from './publish.js';
+import { publish, type PublishOptions, type PublishResult } from './publish.js';
 
 /** Arbitrary constant: the advisory lock that keeps two refreshes (in any process) from overlapping. */
 const REFRESH_LOCK = 748_201_404;
@@ -17,6 +17,7 @@ export interface RefreshResult {
   batch: number | null;
   exported: ExportedTable[];
   build: 'full' | 'incremental' | 'none';
+  via: PublishResult['via'];
   version: number;
   refreshedAt: string | null;
   compacted: string[];
@@ -34,7 +35,7 @@ export interface RefreshDeps {
  * if anything changed, and compact Parquet deltas that piled up. Holds a PostgreSQL advisory lock
  * throughout, so refreshes never overlap, whoever starts them.
  */
-export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts: { full?: boolean } = {}): Promise<RefreshResult> {
+export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts: PublishOptions = {}): Promise<RefreshResult> {
   const layout = layoutOf(config.dirs.warehouse);
   setBuildLimits(config.WAREHOUSE_MEMORY_LIMIT, path.join(layout.tmp, 'spill'));
   const t0 = performance.now();
@@ -61,6 +62,7 @@ export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts:
         batch: exported.batch,
         exported: exported.tables,
         build: published.build,
+        via: published.via,
         version: published.version,
         refreshedAt: published.refreshedAt,
         compacted,

@@ -27,11 +27,14 @@ function baseSql(parquetDir: string, table: TableName, base: BatchFile): string 
   return `SELECT ${names} FROM read_parquet(${sqlString(baseGlob(parquetDir, base.path))}, hive_partitioning = false)`;
 }
 
-/** The newest change of each id among `deltas`, with its `_deleted` flag. */
-export function latestChangesSql(parquetDir: string, deltas: readonly BatchFile[], table: TableName): string {
+/**
+ * The newest change of each id among `deltas`, with its `_deleted` flag; with `after`, only
+ * changes of later batches (a delta merged by compaction also holds older ones).
+ */
+export function latestChangesSql(parquetDir: string, deltas: readonly BatchFile[], table: TableName, after?: number): string {
   const names = columnNames(table).map((n) => `"${n}"`).join(', ');
   const files = deltas.map((d) => sqlString(path.join(parquetDir, d.path))).join(', ');
-  return `SELECT ${names}, _deleted FROM read_parquet([${files}])
+  return `SELECT ${names}, _deleted FROM read_parquet([${files}])${after === undefined ? '' : ` WHERE _batch > ${Number(after)}`}
           QUALIFY row_number() OVER (PARTITION BY id ORDER BY _batch DESC) = 1`;
 }
 
