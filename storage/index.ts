@@ -1,0 +1,31 @@
+import type { Config } from '../core/config.js';
+import { LocalStorage } from './local.js';
+import { S3Storage, type S3Tuning } from './s3.js';
+import { createUrlSigner, signingSecret } from './signed-url.js';
+import type { Storage } from './storage.js';
+
+/**
+ * Files, wherever they live: the folder DATA_DIR (STORAGE_URL unset) or an S3-compatible bucket
+ * (`STORAGE_URL=s3://bucket/prefix`). Plumbing like pg/: imports core/ only.
+ */
+export function openStorage(config: Config, tuning?: S3Tuning): Storage {
+  if (config.storage.kind === 's3') return new S3Storage(config.storage, tuning);
+  const { secret, source } = signingSecret({ uploadSigningKey: config.UPLOAD_SIGNING_KEY, apiKey: config.API_KEY });
+  return new LocalStorage(config.storage.root, createUrlSigner(secret, source));
+}
+
+export type { Body, ByteRange, ObjectInfo, PresignedPut, PresignOptions, PutResult, Storage } from './storage.js';
+export { MAX_PRESIGN_SECONDS } from './storage.js';
+export type { S3Tuning } from './s3.js';
+export { LocalStorage } from './local.js';
+export { S3Storage } from './s3.js';
+export { checkKey, checkPrefix } from './keys.js';
+export { createUrlSigner, signingSecret, type SecretSource, type SignedParams, type UrlSigner } from './signed-url.js';
+export {
+  InvalidStorageKeyError,
+  PresignedUrlError,
+  StorageAccessDeniedError,
+  StorageError,
+  StorageNotFoundError,
+  StorageUnavailableError,
+} from './errors.js';
