@@ -1,5 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Services } from '../../jobs/index.js';
+import { openStorage } from '../../storage/index.js';
 
 const Dependency = z.object({
   status: z.enum(['ok', 'down']),
@@ -8,11 +9,16 @@ const Dependency = z.object({
   embedded: z.boolean().optional().openapi({ description: 'Not a server: the work runs inside this process' }),
   detail: z.string().optional(),
 });
+const StorageState = Dependency.extend({
+  kind: z.enum(['local', 's3']),
+  location: z.string().openapi({ description: 'The folder, or s3://bucket/prefix; never the endpoint or a key' }),
+});
 const HealthSchema = z
   .object({
     status: z.enum(['ok', 'degraded']),
     postgres: Dependency,
     redis: Dependency,
+    storage: StorageState,
     down: z.array(z.string()).optional(),
   })
   .openapi('Health');
@@ -47,18 +53,26 @@ async function probe(fn: () => Promise<unknown>, timeoutMs = 2_000): Promise<z.i
 }
 
 export function registerHealth(app: OpenAPIHono, { config, pool, queues }: Services): void {
+  const files = openStorage(config);
   app.openapi(route, async (c) => {
-    const [pgState, queueState] = await Promise.all([probe(() => pool.query('SELECT 1')), probe(() => queues.ping())]);
+    const [pgState, queueState, storageState] = await Promise.all([
+      probe(() => pool.query('SELECT 1')),
+      probe(() => queues.ping()),
+      probe(() => files.check()),
+    ]);
+    const storage = { ...storageState, kind: files.kind, location: files.location };
     // Without REDIS_URL there is no Redis to be down: the jobs run in this process.
     const redisState = queues.durable ? queueState : { ...queueState, embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
     // Without DATABASE_URL the database is PGlite inside this process: say so, and where it lives.
     const postgres = config.DATABASE_URL
       ? pgState
       : { ...pgState, embedded: true, detail: `embedded PostgreSQL (PGlite) in ${config.DATA_DIR}/postgres (DATABASE_URL unset)` };
-    const down = [postgres.status === 'down' ? 'postgres' : null, redisState.status === 'down' ? 'redis' : null].filter(
-      (d): d is string => d !== null,
-    );
-    if (down.length > 0) return c.json({ status: 'degraded' as const, postgres, redis: redisState, down }, 503);
-    return c.json({ status: 'ok' as const, postgres, redis: redisState }, 200);
+    const down = [
+      postgres.status === 'down' ? 'postgres' : null,
+      redisState.status === 'down' ? 'redis' : null,
+      storage.status === 'down' ? 'storage' : null,
+    ].filter((d): d is string => d !== null);
+    if (down.length > 0) return c.json({ status: 'degraded' as const, postgres, redis: redisState, storage, down }, 503);
+    return c.json({ status: 'ok' as const, postgres, redis: redisState, storage }, 200);
   });
 }
