@@ -121,7 +121,7 @@ describe.each(['local', 's3'] as const)('%s storage', (kind) => {
 
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'hrstore-'));
-    storage = openStorage(loadConfig(settings()), TUNING);
+    storage = await openStorage(loadConfig(settings()), TUNING);
     if (kind === 'local') service = await uploadService(storage);
   });
   afterAll(async () => {
@@ -152,7 +152,7 @@ describe.each(['local', 's3'] as const)('%s storage', (kind) => {
     let before = liveBufferBytes();
     let peak = 0;
     const peaks: number[] = [];
-    const sampler = setInterval(() => (peak = Math.max(peak, liveBufferBytes() - before)), 100);
+    const sampler = setInterval(() => (peak = Math.max(peak, liveBufferBytes() - before)), 250);
     try {
       expect(await storage.put('big/file.bin', body)).toMatchObject({ size });
       peaks.push(peak);
@@ -166,7 +166,7 @@ describe.each(['local', 's3'] as const)('%s storage', (kind) => {
     // Put on S3: two 5 MiB parts in flight, the one being filled and its copy; seen 15-26 MiB
     // whatever the size (flat at 120 MiB too). Reading: stream buffers only.
     expect(Math.max(...peaks)).toBeLessThan(40 * MiB);
-  });
+  }, 120_000);
 
   test('byte ranges: inclusive ends, open end, past the end', async () => {
     await storage.put('range/digits.txt', Buffer.from('0123456789'));
@@ -310,8 +310,8 @@ describe.each(['local', 's3'] as const)('%s storage', (kind) => {
     await storage.check();
     const refusing =
       kind === 's3'
-        ? openStorage(loadConfig(settings({ AWS_ACCESS_KEY_ID: 'WRONGKEY', AWS_SECRET_ACCESS_KEY: 'wrong-secret-value' })))
-        : openStorage(loadConfig({ DATA_DIR: path.join(dataDir, 'no', 'such', 'folder') }));
+        ? await openStorage(loadConfig(settings({ AWS_ACCESS_KEY_ID: 'WRONGKEY', AWS_SECRET_ACCESS_KEY: 'wrong-secret-value' })))
+        : await openStorage(loadConfig({ DATA_DIR: path.join(dataDir, 'no', 'such', 'folder') }));
     try {
       const err = await rejection(refusing.check());
       expect(err).toBeInstanceOf(kind === 's3' ? StorageAccessDeniedError : StorageUnavailableError);
@@ -324,7 +324,7 @@ describe.each(['local', 's3'] as const)('%s storage', (kind) => {
       await refusing.close();
     }
     if (kind === 's3') {
-      const gone = openStorage(loadConfig(settings({ AWS_ENDPOINT_URL: 'http://127.0.0.1:1' })));
+      const gone = await openStorage(loadConfig(settings({ AWS_ENDPOINT_URL: 'http://127.0.0.1:1' })));
       try {
         const err = await rejection(gone.stat('x'));
         expect(err).toBeInstanceOf(StorageUnavailableError);
@@ -338,11 +338,12 @@ describe.each(['local', 's3'] as const)('%s storage', (kind) => {
 
 describe('presigned URL signatures (local backend)', () => {
   const config = (env: Record<string, string>) => loadConfig({ DATA_DIR: tmpdir(), ...env });
-  const signerOf = (env: Record<string, string>) => openStorage(config(env)).signer!;
-  const future = new Date(Date.now() + 60_000);
+  const signerOf = async (env: Record<string, string>) => (await openStorage(config(env))).signer!;
+  const inAMinute = () => new Date(Date.now() + 60_000);
 
-  test('verify accepts its own signature for the same method and key only', () => {
-    const s = signerOf({ UPLOAD_SIGNING_KEY: 'k'.repeat(32) });
+  test('verify accepts its own signature for the same method and key only', async () => {
+    const future = inAMinute();
+    const s = await signerOf({ UPLOAD_SIGNING_KEY: 'k'.repeat(32) });
     const p = s.sign('PUT', 'uploads/a.csv', future);
     expect(() => s.verify('PUT', 'uploads/a.csv', p)).not.toThrow();
     expect(() => s.verify('put', 'uploads/a.csv', p)).not.toThrow();
@@ -361,23 +362,26 @@ describe('presigned URL signatures (local backend)', () => {
     expect(reason(() => s.verify('PUT', 'uploads/a.csv', p, new Date(future.getTime() + 1000)))).toBe('expired');
   });
 
-  test('the secret: UPLOAD_SIGNING_KEY, else derived from API_KEY (shared by hosts), else per process', () => {
+  test('the secret: UPLOAD_SIGNING_KEY, else derived from API_KEY (shared by hosts), else per process', async () => {
+    const future = inAMinute();
     const apiKey = 'an-api-key-of-enough-length';
-    const hostA = signerOf({ API_KEY: apiKey });
-    const hostB = signerOf({ API_KEY: apiKey });
+    const hostA = await signerOf({ API_KEY: apiKey });
+    const hostB = await signerOf({ API_KEY: apiKey });
     expect(hostA.source).toBe('API_KEY');
     expect(() => hostB.verify('PUT', 'k', hostA.sign('PUT', 'k', future))).not.toThrow();
-    expect(() => signerOf({ API_KEY: `${apiKey}-other` }).verify('PUT', 'k', hostA.sign('PUT', 'k', future))).toThrow(PresignedUrlError);
+    const other = await signerOf({ API_KEY: `${apiKey}-other` });
+    expect(() => other.verify('PUT', 'k', hostA.sign('PUT', 'k', future))).toThrow(PresignedUrlError);
     const url = hostA.signUrl('http://h/uploads/1', 'PUT', 'k', future);
     expect(url).not.toContain(apiKey);
 
-    const own = signerOf({ UPLOAD_SIGNING_KEY: 'u'.repeat(40), API_KEY: apiKey });
+    const own = await signerOf({ UPLOAD_SIGNING_KEY: 'u'.repeat(40), API_KEY: apiKey });
     expect(own.source).toBe('UPLOAD_SIGNING_KEY');
     expect(() => own.verify('PUT', 'k', hostA.sign('PUT', 'k', future))).toThrow(PresignedUrlError);
 
-    const generated = signerOf({});
+    const generated = await signerOf({});
     expect(generated.source).toBe('generated');
-    expect(() => signerOf({}).verify('PUT', 'k', generated.sign('PUT', 'k', future))).not.toThrow(); // same process
+    const again = await signerOf({});
+    expect(() => again.verify('PUT', 'k', generated.sign('PUT', 'k', future))).not.toThrow(); // same process
     expect(() => loadConfig({ UPLOAD_SIGNING_KEY: 'short' })).toThrow(/UPLOAD_SIGNING_KEY must be at least 32/);
   });
 });

@@ -53,8 +53,11 @@ async function probe(fn: () => Promise<unknown>, timeoutMs = 2_000): Promise<z.i
 }
 
 export function registerHealth(app: OpenAPIHono, { config, pool, queues }: Services): void {
-  const files = openStorage(config);
+  // Opened once, on the first call: the bucket's client is made (and the AWS SDK loaded) only then.
+  let opened: ReturnType<typeof openStorage> | undefined;
   app.openapi(route, async (c) => {
+    opened ??= openStorage(config);
+    const files = await opened;
     const [pgState, queueState, storageState] = await Promise.all([
       probe(() => pool.query('SELECT 1')),
       probe(() => queues.ping()),
