@@ -23,6 +23,35 @@ const urlWithScheme = (name: string, schemes: string[]) =>
 const optionalUrl = (name: string, schemes: string[]) =>
   z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), urlWithScheme(name, schemes).optional());
 
+const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+
+/** `s3://bucket/prefix` → bucket and prefix; anything else is a problem naming STORAGE_URL. */
+function parseStorageUrl(v: string, ctx: z.RefinementCtx): { bucket: string; prefix: string } {
+  const fail = (why: string) => {
+    ctx.addIssue({ code: 'custom', message: `STORAGE_URL ${why}` });
+    return z.NEVER;
+  };
+  let u: URL;
+  try {
+    u = new URL(v.trim());
+  } catch {
+    return fail('must look like s3://bucket/prefix (or be unset: files under DATA_DIR)');
+  }
+  if (u.protocol !== 's3:') return fail('must start with s3:// (or be unset: files under DATA_DIR)');
+  if (u.username || u.password) return fail('must not hold credentials: use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+  if (u.port || u.search || u.hash) return fail('takes no port, query or fragment: the endpoint goes in AWS_ENDPOINT_URL');
+  const bucket = u.hostname;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) return fail(`bucket "${bucket}" is not a valid bucket name`);
+  let segments: string[];
+  try {
+    segments = u.pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
+  } catch {
+    return fail('prefix has a broken %-escape');
+  }
+  if (segments.some((s) => s === '.' || s === '..' || /[\\\u0000-\u001f]/.test(s))) return fail('prefix must be a plain path');
+  return { bucket, prefix: segments.join('/') };
+}
+
 const bytes = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
 const schema = z.object({
@@ -151,15 +180,67 @@ const schema = z.object({
    * secondary indexes and foreign keys once instead of maintaining them row by row.
    */
   RESTORE_BULK_ROWS: z.coerce.number().int().min(1).default(50_000),
+  /**
+   * Where the service keeps its files. Unset or empty: the folder DATA_DIR (one machine).
+   * `s3://bucket/prefix`: an S3-compatible bucket, reached with the AWS_* settings below; for
+   * anything they leave out, the AWS SDK's default credential chain (profiles, SSO, web identity,
+   * container and instance roles) reads its own AWS_* variables, the one exception to "only this
+   * module reads the environment".
+   */
+  STORAGE_URL: z.preprocess(blankToUndefined, z.string().transform(parseStorageUrl).optional()),
+  /** S3-compatible endpoint (MinIO, R2, Ceph, GCS interop); unset: AWS S3 itself. */
+  AWS_ENDPOINT_URL: optionalUrl('AWS_ENDPOINT_URL', ['http:', 'https:']),
+  AWS_REGION: z.preprocess(blankToUndefined, z.string().trim().optional()),
+  AWS_DEFAULT_REGION: z.preprocess(blankToUndefined, z.string().trim().optional()),
+  /** Bucket in the path (`endpoint/bucket/key`), as MinIO and Ceph want; default: true when AWS_ENDPOINT_URL is set. */
+  S3_FORCE_PATH_STYLE: z.preprocess(
+    blankToUndefined,
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'S3_FORCE_PATH_STYLE must be true or false' })
+      .transform((v) => v === 'true' || v === '1')
+      .optional(),
+  ),
+  AWS_ACCESS_KEY_ID: z.preprocess(blankToUndefined, z.string().optional()),
+  AWS_SECRET_ACCESS_KEY: z.preprocess(blankToUndefined, z.string().optional()),
+  AWS_SESSION_TOKEN: z.preprocess(blankToUndefined, z.string().optional()),
+  /**
+   * Secret behind the presigned upload URLs of the local backend (they point at the service).
+   * Unset: derived from API_KEY; without API_KEY either, made at random per process, and then a URL
+   * works only on the API host that made it.
+   */
+  UPLOAD_SIGNING_KEY: z.preprocess(
+    blankToUndefined,
+    z.string().min(32, 'UPLOAD_SIGNING_KEY must be at least 32 characters').optional(),
+  ),
 });
 
+/** The S3-compatible bucket behind STORAGE_URL, with what the client needs to reach it. */
+export interface S3Settings {
+  readonly bucket: string;
+  /** '' or a path without leading or trailing '/'. */
+  readonly prefix: string;
+  readonly endpoint?: string;
+  /** Unset: the SDK's chain (AWS profile); with an endpoint, us-east-1. */
+  readonly region?: string;
+  readonly forcePathStyle: boolean;
+  /** Only when both keys are set; otherwise the SDK's default credential chain. */
+  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string };
+}
+
+export type StorageSettings = { readonly kind: 'local'; readonly root: string } | ({ readonly kind: 's3' } & S3Settings);
+
+/** The AWS_* settings live only in `storage`, so the keys travel no further than the client. */
+type StorageKeys = 'STORAGE_URL' | 'AWS_ENDPOINT_URL' | 'AWS_REGION' | 'AWS_DEFAULT_REGION' | 'S3_FORCE_PATH_STYLE' | 'AWS_ACCESS_KEY_ID' | 'AWS_SECRET_ACCESS_KEY' | 'AWS_SESSION_TOKEN';
+
 export type Config = Readonly<
-  Omit<z.infer<typeof schema>, 'DATA_DIR' | 'HOST'> & {
+  Omit<z.infer<typeof schema>, 'DATA_DIR' | 'HOST' | StorageKeys> & {
     DATA_DIR: string;
     /** Resolved: the HOST setting, or the default that depends on API_KEY. */
     HOST: string;
     /** Folders under DATA_DIR, all absolute. */
     dirs: { landing: string; rejects: string; backups: string; warehouse: string };
+    /** Where files live: the folder DATA_DIR or an S3-compatible bucket (STORAGE_URL). */
+    storage: StorageSettings;
   }
 >;
 
@@ -180,11 +261,44 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       }),
     );
   }
+  const {
+    STORAGE_URL,
+    AWS_ENDPOINT_URL,
+    AWS_REGION,
+    AWS_DEFAULT_REGION,
+    S3_FORCE_PATH_STYLE,
+    AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
+    ...settings
+  } = parsed.data;
+  if (STORAGE_URL && Boolean(AWS_ACCESS_KEY_ID) !== Boolean(AWS_SECRET_ACCESS_KEY)) {
+    throw new ConfigError(['AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both or neither']);
+  }
   const dataDir = path.resolve(parsed.data.DATA_DIR);
+  const region = AWS_REGION ?? AWS_DEFAULT_REGION ?? (AWS_ENDPOINT_URL ? 'us-east-1' : undefined);
+  const storage: StorageSettings = STORAGE_URL
+    ? {
+        kind: 's3',
+        ...STORAGE_URL,
+        ...(AWS_ENDPOINT_URL && { endpoint: AWS_ENDPOINT_URL }),
+        ...(region && { region }),
+        forcePathStyle: S3_FORCE_PATH_STYLE ?? Boolean(AWS_ENDPOINT_URL),
+        ...(AWS_ACCESS_KEY_ID &&
+          AWS_SECRET_ACCESS_KEY && {
+            credentials: {
+              accessKeyId: AWS_ACCESS_KEY_ID,
+              secretAccessKey: AWS_SECRET_ACCESS_KEY,
+              ...(AWS_SESSION_TOKEN && { sessionToken: AWS_SESSION_TOKEN }),
+            },
+          }),
+      }
+    : { kind: 'local', root: dataDir };
   return Object.freeze({
-    ...parsed.data,
+    ...settings,
     // Without a key anyone who can connect may write, so by default only this machine can.
-    HOST: parsed.data.HOST ?? (parsed.data.API_KEY ? '0.0.0.0' : '127.0.0.1'),
+    HOST: settings.HOST ?? (settings.API_KEY ? '0.0.0.0' : '127.0.0.1'),
+    storage,
     DATA_DIR: dataDir,
     dirs: {
       landing: path.join(dataDir, 'landing'),

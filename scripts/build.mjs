@@ -16,7 +16,7 @@ export const DIST = path.join(ROOT, 'dist');
 /** Written after a good build, with the time the build started (a file saved during it is newer). */
 const STAMP = path.join(DIST, '.built');
 /** What the build reads: the compiled folders, the run-time assets, the compiler settings. */
-const SOURCES = ['main.ts', 'tsconfig.json', 'tsconfig.build.json', 'api', 'backup', 'cli', 'core', 'ingest', 'jobs', 'loads', 'pg', 'sql', 'warehouse', 'worker'];
+const SOURCES = ['main.ts', 'tsconfig.json', 'tsconfig.build.json', 'api', 'backup', 'cli', 'core', 'ingest', 'jobs', 'loads', 'pg', 'sql', 'storage', 'warehouse', 'worker'];
 /** Read at run time relative to a module (new URL('../…', import.meta.url)): copied into dist/. */
 const ASSETS = ['sql/migrations', 'api/public'];
 

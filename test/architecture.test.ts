@@ -3,18 +3,20 @@ import path from 'node:path';
 import { expect, test } from 'vitest';
 
 /**
- * The folders' arrows (README, Architecture): api and worker → features → pg, jobs → core.
- * A feature reaches another feature only through its index.ts. Checked on every relative import.
+ * The folders' arrows (README, Architecture): api and worker → features → pg, storage, jobs → core.
+ * A feature reaches another feature (and anyone reaches storage/) only through its index.ts.
+ * Checked on every relative import.
  */
 const ROOT = path.resolve(import.meta.dirname, '..');
 const FEATURES = ['ingest', 'loads', 'backup', 'warehouse', 'tables'];
 const ALLOWED: Record<string, string[]> = {
   core: [],
   pg: ['core'],
+  storage: ['core'],
   jobs: ['core'],
-  ...Object.fromEntries(FEATURES.map((f) => [f, ['core', 'pg', 'jobs', ...FEATURES]])),
-  api: ['core', 'pg', 'jobs', ...FEATURES],
-  worker: ['core', 'jobs', ...FEATURES],
+  ...Object.fromEntries(FEATURES.map((f) => [f, ['core', 'pg', 'storage', 'jobs', ...FEATURES]])),
+  api: ['core', 'pg', 'storage', 'jobs', ...FEATURES],
+  worker: ['core', 'storage', 'jobs', ...FEATURES],
 };
 
 function sources(dir: string): string[] {
@@ -38,7 +40,7 @@ test('imports point one way, and features meet only at each other’s index.ts',
         if (to === folder) continue;
         const where = `${path.relative(ROOT, file)} → ${path.relative(ROOT, target)}`;
         if (!ALLOWED[folder]!.includes(to)) wrong.push(`${where}: ${folder}/ may not import ${to}/`);
-        else if (FEATURES.includes(to) && path.basename(target) !== 'index.js') {
+        else if ((FEATURES.includes(to) || to === 'storage') && path.basename(target) !== 'index.js') {
           wrong.push(`${where}: use ${to}/index.ts, not its internals`);
         }
       }

@@ -1,6 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from '../../core/log.js';
 import type { Services } from '../../jobs/index.js';
+import { openStorage } from '../../storage/index.js';
 
 const Dependency = z.object({
   status: z.enum(['ok', 'down']),
@@ -9,11 +10,16 @@ const Dependency = z.object({
   embedded: z.boolean().optional().openapi({ description: 'Not a server: the work runs inside this process' }),
   detail: z.string().optional(),
 });
+const StorageState = Dependency.extend({
+  kind: z.enum(['local', 's3']),
+  location: z.string().openapi({ description: 'The folder, or s3://bucket/prefix; never the endpoint or a key' }),
+});
 const HealthSchema = z
   .object({
     status: z.enum(['ok', 'degraded']),
     postgres: Dependency,
     redis: Dependency,
+    storage: StorageState,
     down: z.array(z.string()).optional(),
   })
   .openapi('Health');
@@ -56,22 +62,31 @@ async function probe(name: string, fn: () => Promise<unknown>, log: Logger, requ
 }
 
 export function registerHealth(app: OpenAPIHono, { config, pool, queues, log }: Services): void {
+  // Opened once, on the first call: the bucket's client is made (and the AWS SDK loaded) only then.
+  let opened: ReturnType<typeof openStorage> | undefined;
   app.openapi(route, async (c) => {
     const requestId = c.get('requestId');
-    const [pgState, queueState] = await Promise.all([
+    opened ??= openStorage(config);
+    const files = await opened;
+    const [pgState, queueState, storageState] = await Promise.all([
       probe('postgres', () => pool.query('SELECT 1'), log, requestId),
       probe('redis', () => queues.ping(), log, requestId),
+      probe('storage', () => files.check(), log, requestId),
     ]);
+    // A bucket is named (no host, no keys); the local folder is DATA_DIR, not its path on this host.
+    const storage = { ...storageState, kind: files.kind, location: files.kind === 'local' ? 'DATA_DIR' : files.location };
     // Without REDIS_URL there is no Redis to be down: the jobs run in this process.
     const redisState = queues.durable ? queueState : { ...queueState, embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
     // Without DATABASE_URL the database is PGlite inside this process: say so, and where it lives.
     const postgres = config.DATABASE_URL
       ? pgState
       : { ...pgState, embedded: true, detail: 'embedded PostgreSQL (PGlite) in DATA_DIR/postgres (DATABASE_URL unset)' };
-    const down = [postgres.status === 'down' ? 'postgres' : null, redisState.status === 'down' ? 'redis' : null].filter(
-      (d): d is string => d !== null,
-    );
-    if (down.length > 0) return c.json({ status: 'degraded' as const, postgres, redis: redisState, down }, 503);
-    return c.json({ status: 'ok' as const, postgres, redis: redisState }, 200);
+    const down = [
+      postgres.status === 'down' ? 'postgres' : null,
+      redisState.status === 'down' ? 'redis' : null,
+      storage.status === 'down' ? 'storage' : null,
+    ].filter((d): d is string => d !== null);
+    if (down.length > 0) return c.json({ status: 'degraded' as const, postgres, redis: redisState, storage, down }, 503);
+    return c.json({ status: 'ok' as const, postgres, redis: redisState, storage }, 200);
   });
 }
