@@ -1,4 +1,5 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Services } from '../../jobs/index.js';
 import { openStorage } from '../../storage/index.js';
@@ -55,6 +56,8 @@ async function probe(name: string, fn: () => Promise<unknown>, log: Logger, requ
   } catch (err) {
     if (err === TIMED_OUT) return { status: 'down', error: `no answer within ${timeoutMs} ms` };
     log.warn({ err, requestId, dependency: name }, 'health check: dependency down');
+    // An AppError's message is written for users (the storage errors name no host or key).
+    if (err instanceof AppError) return { status: 'down', error: err.message };
     return { status: 'down', error: 'unreachable or refusing connections; the log has the details' };
   } finally {
     clearTimeout(timer);
