@@ -2,7 +2,7 @@ import pg from 'pg';
 import { DEFAULT_REJECT_RAW_MAX_BYTES, storeRejects, type Reject } from '../pg/index.js';
 import { copyIn, isEmbeddedPostgres } from '../pg/index.js';
 import { findMissingReferences, referenceChecks, unknownReference, upsertIfDifferent, type ReferenceCheck } from '../pg/index.js';
-import type { Pool, PoolClient } from '../core/db.js';
+import { survivingRestarts, type Pool, type PoolClient } from '../core/db.js';
 import { UnprocessableError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { TableDef } from '../core/tables.js';
@@ -71,8 +71,7 @@ export class ChunkWriter {
   ): Promise<ChunkWriter> {
     // A connection of its own: the staging table and session settings live with it, and when the
     // process dies the server sees it go and rolls the chunk in flight back.
-    const pool = new pg.Pool({ ...connection, max: 1, application_name: 'hr-load' });
-    pool.on('error', () => {});
+    const pool = survivingRestarts(new pg.Pool({ ...connection, max: 1, application_name: 'hr-load' }), log);
     let client: PoolClient;
     try {
       client = await pool.connect();
