@@ -144,6 +144,11 @@ export class ChunkWriter {
       }
       const plan: Plan = { chunk, data: chunk.copy, rows: chunk.ids.length, rejects: chunk.rejects, direct: false };
       if (plan.rows === 0) return plan;
+      // The lock order every writer keeps (a restore too): the table written first, the tables it
+      // references after. Taking the write lock now, before the reference rows are locked and the
+      // table is read, means a chunk never holds a lock a restore waits for while it waits for one
+      // the restore holds (the deadlock of a restore's lock upgrade against a running load).
+      await db.query(`LOCK TABLE ${q(this.table.name)} IN ROW EXCLUSIVE MODE`);
       const missing = await this.lockReferences(chunk);
       if (missing.some((m) => m.size > 0)) await this.dropMissing(plan, missing, rawAt);
       if (chunk.sorted && plan.rows > 0) {
