@@ -43,6 +43,16 @@ export async function closeStorageFor(config: Config): Promise<void> {
   await (await s.catch(() => undefined))?.close();
 }
 
+/**
+ * The whole of one bucket (no prefix), reached with the settings of the configured bucket: for
+ * loads of a named object (`s3://bucket/key`). Only with STORAGE_URL=s3://…; the caller closes it.
+ */
+export async function openBucket(config: Config, bucket: string, tuning?: S3Tuning): Promise<Storage> {
+  if (config.storage.kind !== 's3') throw new TypeError('openBucket needs STORAGE_URL=s3://…');
+  const { S3Storage } = await import('./s3.js');
+  return new S3Storage({ ...config.storage, bucket, prefix: '' }, tuning);
+}
+
 export type { Body, ByteRange, ObjectInfo, PresignedPut, PresignOptions, PutResult, Storage } from './storage.js';
 export { MAX_PRESIGN_SECONDS } from './storage.js';
 export type { S3Tuning } from './s3.js';
