@@ -10,6 +10,7 @@ import { registerBackups } from './routes/backups.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
 import { registerLoads } from './routes/loads.js';
+import { registerUploads } from './routes/uploads.js';
 import { registerAnalytics } from './routes/analytics.js';
 import { registerWarehouse } from './routes/warehouse.js';
 import { registerTables } from './routes/tables.js';
@@ -47,7 +48,7 @@ export function createApp(services: Services): OpenAPIHono {
   registerDashboard(app);
   registerHealth(app, services);
   registerIngest(app, services);
-  registerLoads(app, services);
+  registerUploads(app, services, registerLoads(app, services));
   registerWarehouse(app, services);
   registerAnalytics(app, services);
   registerBackups(app, services);

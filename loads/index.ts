@@ -5,9 +5,11 @@
  */
 export { startDemo, DEMO_ROWS } from './demo.js';
 export { enqueueLoads } from './enqueue.js';
-export { resolveLandingFile } from './landing.js';
+export { landingObject, resolveLandingFile } from './landing.js';
+export { closeStorage, namedObject, storageOf } from './source.js';
 export { startLoadWorker } from './processor.js';
 export { generate } from './sample.js';
 export { startLoads, waitForLoads } from './start.js';
 export { getLoad, getLoads, isTerminal, listLoads, rejectsOf, toView, type LoadRow, type LoadStatus, type LoadView } from './store.js';
-export { landCsvBody, landMultipart, type Landed } from './uploads.js';
+export { landCsvBody, landMultipart, uploadTarget, type Landed } from './uploads.js';
+export { createUpload, getUpload, loadUpload, receiveUpload, type NewUpload, type UploadRow } from './presigned.js';

@@ -8,6 +8,7 @@ import { type QueueJob } from '../jobs/index.js';
 import { requestWarehouseRefresh } from '../warehouse/index.js';
 import { TABLES } from '../core/tables.js';
 import { ChunkReader } from './reader.js';
+import { openLoadFile } from './source.js';
 import { ChunkWriter } from './writer.js';
 import { RETENTION_JOB, RETENTION_SCHEDULER_ID, runRetention, scheduleRetention } from './retention.js';
 
@@ -145,7 +146,8 @@ async function processLoad(services: Services, job: QueueJob<LoadJobData>, token
 async function runLoad(services: Services, load: LoadRow, log: Logger, stopping: () => boolean): Promise<Totals | 'stopped' | undefined> {
   const { config } = services;
   const table = TABLES[load.table_name];
-  const reader = await ChunkReader.open(load.file, table, load.next_offset, load.next_line, config.LOAD_CHUNK_ROWS, {
+  const source = await openLoadFile(config, load.file);
+  const reader = await ChunkReader.open(source, table, load.next_offset, load.next_line, config.LOAD_CHUNK_ROWS, {
     chunkBytes: config.LOAD_CHUNK_BYTES,
     fieldMaxBytes: config.FIELD_MAX_BYTES,
     rawMaxBytes: config.REJECT_RAW_MAX_BYTES,

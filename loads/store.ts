@@ -1,6 +1,7 @@
-import { dataPath } from '../core/config.js';
+import type { Config } from '../core/config.js';
 import type { Pool, PoolClient } from '../core/db.js';
 import type { TableName } from '../core/tables.js';
+import { showFile } from './source.js';
 
 /**
  * The `loads` table: one row per CSV file, the source of truth for a load's state. The API
@@ -51,13 +52,17 @@ export interface LoadView {
   fileRemovedAt: string | null;
 }
 
-/** The answer for a load; its file is shown relative to DATA_DIR. */
-export function toView(r: LoadRow, dataDir: string): LoadView {
+/**
+ * The answer for a load; its file is shown relative to DATA_DIR (local storage) or as
+ * `s3://bucket/key` (loads/source.ts showFile). A bare DATA_DIR means the local storage.
+ */
+export function toView(r: LoadRow, where: Pick<Config, 'DATA_DIR' | 'storage'> | string): LoadView {
+  const config = typeof where === 'string' ? { DATA_DIR: where, storage: { kind: 'local' as const, root: where } } : where;
   return {
     id: r.id,
     table: r.table_name,
     status: r.status,
-    file: dataPath(dataDir, r.file),
+    file: showFile(r.file, config),
     bytes: r.bytes,
     rowsRead: r.rows_read,
     inserted: r.inserted,

@@ -14,6 +14,10 @@ const Dependency = z.object({
 const StorageState = Dependency.extend({
   kind: z.enum(['local', 's3']),
   location: z.string().openapi({ description: 'The folder, or s3://bucket/prefix; never the endpoint or a key' }),
+  presignedUploads: z
+    .boolean()
+    .optional()
+    .openapi({ description: 'POST /uploads hands out upload URLs (the bucket\'s, or this service\'s with the local storage); `hr load` uses them' }),
 });
 const HealthSchema = z
   .object({
@@ -77,7 +81,7 @@ export function registerHealth(app: OpenAPIHono, { config, pool, queues, log }: 
       probe('storage', () => files.check(), log, requestId),
     ]);
     // A bucket is named (no host, no keys); the local folder is DATA_DIR, not its path on this host.
-    const storage = { ...storageState, kind: files.kind, location: files.kind === 'local' ? 'DATA_DIR' : files.location };
+    const storage = { ...storageState, kind: files.kind, location: files.kind === 'local' ? 'DATA_DIR' : files.location, presignedUploads: true };
     // Without REDIS_URL there is no Redis to be down: the jobs run in this process.
     const redisState = queues.durable ? queueState : { ...queueState, embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
     // Without DATABASE_URL the database is PGlite inside this process: say so, and where it lives.
