@@ -105,10 +105,11 @@ export async function receiveUpload(services: Services, id: string, query: URLSe
  */
 export async function loadUpload(services: Services, id: string, wait: boolean): Promise<{ load: LoadRow; finished: boolean }> {
   const { config, pool } = services;
-  const upload = await getUpload(services, id);
-  if (!upload) throw new NotFoundError(`no upload ${id}`);
+  // The load first: retention forgets an upload's record once its URL is long expired.
   const existing = await getLoad(pool, id);
   if (existing) return answer(services, existing, wait);
+  const upload = await getUpload(services, id);
+  if (!upload) throw new NotFoundError(`no upload ${id}`);
   const storage = await storageOf(config);
   let size: number;
   try {

@@ -47,6 +47,9 @@ export async function runRetention(services: Pick<Services, 'config' | 'pool' | 
     const cutoff = new Date(now - config.UPLOAD_RETENTION_DAYS * DAY_MS);
     result.uploadsRemoved = await removeUploads(services, cutoff);
     result.orphansRemoved = await removeOrphans(services, cutoff);
+    // Records of presigned uploads whose URL expired before the cutoff: their file, if any, is an
+    // upload like the others (removed above once loaded and old, or as an orphan); a load keeps its own record.
+    await services.pool.query('DELETE FROM uploads WHERE expires_at < $1', [cutoff]);
   }
   if (config.REJECT_RETENTION_DAYS > 0) {
     result.rejectsRemoved = await pruneRejects(services, new Date(now - config.REJECT_RETENTION_DAYS * DAY_MS));
