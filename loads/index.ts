@@ -6,8 +6,10 @@
 export { startDemo, DEMO_ROWS } from './demo.js';
 export { enqueueLoads } from './enqueue.js';
 export { resolveLandingFile } from './landing.js';
+export { LANDING_SCAN_JOB, type ScanResult } from './inbox.js';
+export { landingStatus, requestScan, type FinishedFile, type LandingView, type ScanOutcome } from './inbox-status.js';
 export { startLoadWorker } from './processor.js';
 export { generate } from './sample.js';
 export { startLoads, waitForLoads } from './start.js';
-export { getLoad, getLoads, isTerminal, listLoads, rejectsOf, toView, type LoadRow, type LoadStatus, type LoadView } from './store.js';
+export { getLoad, getLoads, isTerminal, listLoads, rejectsOf, toView, type LoadRow, type LoadSource, type LoadStatus, type LoadView } from './store.js';
 export { landCsvBody, landMultipart, type Landed } from './uploads.js';
