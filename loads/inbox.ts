@@ -212,6 +212,8 @@ async function sweepProcessing(services: Services, store: Storage): Promise<stri
  * failed/<UTC date>/ (with `<name>.error.txt`), and the load's `file` follows it. Called by the
  * worker when a load job ends and by every scan (for loads ended some other way); one caller at
  * a time per load (an advisory lock), the others do nothing. True when this call moved it.
+ * Every query inside goes through the one client: embedded PostgreSQL runs one transaction at a
+ * time, so a query on another connection would wait for this one for ever.
  */
 export async function finishInboxLoad(services: Pick<Services, 'config' | 'pool'>, loadId: string): Promise<boolean> {
   const { config, pool } = services;
@@ -230,7 +232,7 @@ export async function finishInboxLoad(services: Pick<Services, 'config' | 'pool'
     const ok = load.status === 'succeeded';
     const target = await freeKey(store, `${ok ? DONE : FAILED}${utcDate(load.finished_at ?? new Date())}/`, name, load.id.slice(0, 8));
     // Beside it first: once the file shows up in done/ or failed/, what goes with it is there.
-    if (ok && load.rejected > 0) await store.put(`${target}.rejects.ndjson`, encode(rejectsOf(pool, load.id)));
+    if (ok && load.rejected > 0) await store.put(`${target}.rejects.ndjson`, encode(rejectsOf(client, load.id)));
     if (!ok) await store.put(`${target}.error.txt`, Buffer.from(errorText(load)));
     await store.move(key, target);
     await client.query('UPDATE loads SET file = $2 WHERE id = $1', [load.id, fileOfKey(config, target)]);

@@ -152,7 +152,9 @@ describe.sequential('landing inbox', () => {
     for (const n of [1, 2, 3, 4]) await writeFile(path.join(dir('inbox'), `departments_${n}.csv`), `${100 + n},Dept ${n}\n`);
     await scan(); // first look
     await sleep(SETTLE_MS + 200);
-    const answers = await Promise.all(Array.from({ length: 6 }, () => app.request('/landing/scan?wait=true', { method: 'POST' }).then((r) => r.json() as Promise<Scan>)));
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, async () => (await app.request('/landing/scan?wait=true', { method: 'POST' })).json() as Promise<Scan>),
+    );
     const started = answers.flatMap((a) => a.started ?? []);
     await scanUntil(async () => (await files('processing')).length === 0);
     const { rows } = await t.pool.query<{ source_name: string; n: number }>(
