@@ -1,7 +1,7 @@
 /**
  * loads/ — CSV files into their tables through the `loads` queue. Owns: uploads and the landing
- * folder, the `loads` table (a load's state and checkpoint), queueing, the chunked CSV reader and
- * writer, the processor, and the demo data. May import: core/, pg/, jobs/, warehouse/ (its surface).
+ * folder, the landing inbox (scans, claims, done/ and failed/), the `loads` table (a load's state and checkpoint), queueing, the chunked CSV reader and
+ * writer, the processor, and the demo data. May import: core/, pg/, storage/, jobs/, warehouse/ (its surface).
  */
 export { startDemo, DEMO_ROWS } from './demo.js';
 export { enqueueLoads } from './enqueue.js';
