@@ -9,6 +9,7 @@ import { registerDocs } from './routes/docs.js';
 import { registerBackups } from './routes/backups.js';
 import { registerHealth } from './routes/health.js';
 import { registerIngest } from './routes/ingest.js';
+import { registerLanding } from './routes/landing.js';
 import { registerLoads } from './routes/loads.js';
 import { registerUploads } from './routes/uploads.js';
 import { registerAnalytics } from './routes/analytics.js';
@@ -49,6 +50,7 @@ export function createApp(services: Services): OpenAPIHono {
   registerHealth(app, services);
   registerIngest(app, services);
   registerUploads(app, services, registerLoads(app, services));
+  registerLanding(app, services);
   registerWarehouse(app, services);
   registerAnalytics(app, services);
   registerBackups(app, services);

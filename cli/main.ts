@@ -340,7 +340,7 @@ const commands: Record<string, Command> = {
     async run(client, { values }) {
       const body = await client.json<Load[] | { loads: Load[] }>('GET', '/loads');
       const loads = Array.isArray(body) ? body : body.loads;
-      print(loads as unknown as Record<string, unknown>[], values.csv, ['id', 'table', 'status', 'rowsRead', 'inserted', 'updated', 'unchanged', 'rejected', 'createdAt']);
+      print(loads as unknown as Record<string, unknown>[], values.csv, ['id', 'table', 'status', 'source', 'sourceName', 'rowsRead', 'inserted', 'updated', 'unchanged', 'rejected', 'createdAt']);
       return EXIT.ok;
     },
   },

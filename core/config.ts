@@ -131,6 +131,18 @@ const schema = z.object({
     .trim()
     .regex(/^\S+(\s+\S+){4,5}$/, 'RETENTION_CRON must be a cron pattern of 5 or 6 fields, e.g. "7 * * * *"')
     .default('7 * * * *'),
+  /**
+   * When the landing inbox (DATA_DIR/landing/inbox/) is scanned (cron, 5 or 6 fields, UTC): every
+   * minute by default; empty: never on a schedule (POST /landing/scan still scans).
+   */
+  LANDING_SCAN_CRON: z
+    .string()
+    .trim()
+    .default('* * * * *')
+    .refine((v) => v === '' || /^\S+(\s+\S+){4,5}$/.test(v), 'LANDING_SCAN_CRON must be a cron pattern of 5 or 6 fields, e.g. "* * * * *", or empty for no schedule')
+    .transform((v) => (v === '' ? undefined : v)),
+  /** An inbox file is taken once two looks at least this far apart find the same size and modification time. */
+  LANDING_SETTLE_MS: z.coerce.number().int().min(0).max(3_600_000).default(5_000),
   /** Largest request body POST /ingest accepts, counted on the stream. */
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /**

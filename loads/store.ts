@@ -30,7 +30,13 @@ export interface LoadRow {
   started_at: Date | null;
   finished_at: Date | null;
   file_removed_at: Date | null;
+  /** 'api' (POST /loads, the demo) or 'inbox' (a file dropped into landing/inbox/). */
+  source: LoadSource;
+  /** Inbox loads: the file's name as it was dropped. */
+  source_name: string | null;
 }
+
+export type LoadSource = 'api' | 'inbox';
 
 /** What GET /loads/{id} answers. */
 export interface LoadView {
@@ -50,6 +56,8 @@ export interface LoadView {
   startedAt: string | null;
   finishedAt: string | null;
   fileRemovedAt: string | null;
+  source: LoadSource;
+  sourceName: string | null;
 }
 
 /**
@@ -75,6 +83,8 @@ export function toView(r: LoadRow, where: Pick<Config, 'DATA_DIR' | 'storage'> |
     startedAt: r.started_at?.toISOString() ?? null,
     finishedAt: r.finished_at?.toISOString() ?? null,
     fileRemovedAt: r.file_removed_at?.toISOString() ?? null,
+    source: r.source,
+    sourceName: r.source_name,
   };
 }
 
@@ -89,6 +99,8 @@ export interface NewLoad {
   file: string;
   bytes: number;
   after?: string[];
+  source?: LoadSource;
+  sourceName?: string;
 }
 
 /**
@@ -104,9 +116,10 @@ export function withDependencies(landed: readonly Omit<NewLoad, 'after'>[]): New
 
 export async function insertLoads(db: Pool | PoolClient, loads: readonly NewLoad[]): Promise<LoadRow[]> {
   const { rows } = await db.query<LoadRow>(
-    `INSERT INTO loads (id, table_name, file, bytes, after_loads)
-     SELECT l.id, l.table_name, l.file, l.bytes, ARRAY(SELECT jsonb_array_elements_text(l.after))::uuid[]
-       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[]) AS l(id, table_name, file, bytes, after)
+    `INSERT INTO loads (id, table_name, file, bytes, after_loads, source, source_name)
+     SELECT l.id, l.table_name, l.file, l.bytes, ARRAY(SELECT jsonb_array_elements_text(l.after))::uuid[], l.source, l.source_name
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::text[], $7::text[])
+         AS l(id, table_name, file, bytes, after, source, source_name)
      RETURNING *`,
     [
       loads.map((l) => l.id),
@@ -114,6 +127,8 @@ export async function insertLoads(db: Pool | PoolClient, loads: readonly NewLoad
       loads.map((l) => l.file),
       loads.map((l) => l.bytes),
       loads.map((l) => JSON.stringify(l.after ?? [])),
+      loads.map((l) => l.source ?? 'api'),
+      loads.map((l) => l.sourceName ?? null),
     ],
   );
   const byId = new Map(rows.map((r) => [r.id, r]));

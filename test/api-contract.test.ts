@@ -45,6 +45,8 @@ describe('/openapi.json', () => {
       'POST /uploads': [],
       'PUT /uploads/{id}': ['path:id', 'query:expires', 'query:signature'],
       'POST /uploads/{id}/load': ['path:id', 'query:wait'],
+      'GET /landing': [],
+      'POST /landing/scan': ['query:wait'],
       'POST /backups': ['query:wait'],
       'GET /backups': ['query:table'],
       'GET /backups/{id}': ['path:id'],
@@ -79,6 +81,7 @@ describe('/openapi.json', () => {
     const routes = [
       ['/loads', 'LOAD_WAIT_MS'],
       ['/uploads/{id}/load', 'LOAD_WAIT_MS'],
+      ['/landing/scan', 'LOAD_WAIT_MS'],
       ['/backups', 'BACKUP_WAIT_MS'],
       ['/warehouse/refresh', 'WAREHOUSE_REFRESH_WAIT_MS'],
     ] as const;
@@ -98,6 +101,7 @@ describe('?wait on every route that has it', () => {
     'POST /backups': (q: string) => app.request(`/backups?${q}`, { method: 'POST', headers: json, body: '{}' }),
     'POST /warehouse/refresh': (q: string) => app.request(`/warehouse/refresh?${q}`, { method: 'POST' }),
     'POST /uploads/{id}/load': (q: string) => app.request(`/uploads/0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77/load?${q}`, { method: 'POST' }),
+    'POST /landing/scan': (q: string) => app.request(`/landing/scan?${q}`, { method: 'POST' }),
   };
 
   test.each(Object.entries(requests))('%s: anything but true, false, 1, 0 is a 400 naming wait, and starts nothing', async (_, send) => {
@@ -133,6 +137,12 @@ describe('?wait on every route that has it', () => {
     const res = await requests['POST /warehouse/refresh']('wait=1');
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ jobId: expect.any(String), status: 'queued' });
+  });
+
+  test('POST /landing/scan?wait=1 with no worker: 202 with the scan job and its state after LOAD_WAIT_MS', async () => {
+    const res = await requests['POST /landing/scan']('wait=1');
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ jobId: expect.stringMatching(/^landing-scan-/), status: 'queued' });
   });
 
   test('a restore always waits: 202 with the job and its state after BACKUP_WAIT_MS', async () => {

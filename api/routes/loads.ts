@@ -37,6 +37,8 @@ export const LoadSchema = z
       .string()
       .nullable()
       .openapi({ description: 'When retention removed the uploaded file (UPLOAD_RETENTION_DAYS after the load finished); the record stays' }),
+    source: z.enum(['api', 'inbox']).openapi({ description: 'api: POST /loads (or the demo); inbox: a file dropped into DATA_DIR/landing/inbox/' }),
+    sourceName: z.string().nullable().openapi({ description: 'Inbox loads: the file name as dropped', example: 'hired_employees_2021.csv' }),
   })
   .openapi('Load');
 
