@@ -3,6 +3,7 @@ import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { Logger } from '../core/log.js';
+import { registerInProcess } from './blob-copy.js';
 
 /**
  * PostgreSQL without a server: PGlite (PostgreSQL compiled to WebAssembly, stored in a folder)
@@ -13,8 +14,9 @@ import type { Logger } from '../core/log.js';
  * - One backend session serves every connection; the socket server runs one transaction at a
  *   time and queues the others' statements meanwhile. Session state (SET, temporary tables)
  *   is shared, so code that changes it checks `isEmbeddedPostgres()` (pg/copy-in.ts).
- * - `COPY … FROM STDIN` is not supported over the socket; bulk writes go through
- *   `copyIn()`, which inserts batches from arrays there. `COPY … TO STDOUT` works.
+ * - `COPY … FROM STDIN` is not supported over the socket; bulk writes go through `copyIn()`,
+ *   which hands COPY text inside a transaction to this PGlite directly (pg/blob-copy.ts) and
+ *   inserts batches from arrays otherwise. `COPY … TO STDOUT` works.
  * - One process may open the folder at a time: a lock file holding the pid guards it.
  * - pglite-socket feeds PGlite one protocol message at a time, from whichever connection sent
  *   one; two connections' extended-protocol queries (Parse, Bind, Execute … Sync) then interleave
@@ -58,12 +60,14 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
     groupExtendedQueries(server);
     await server.start();
     const port = Number(server.getServerConn().split(':').pop());
+    const unregister = registerInProcess('127.0.0.1', port, db);
     log?.debug({ dataDir: dataDir ?? 'memory', port, ms: Math.round(performance.now() - started) }, 'embedded PostgreSQL ready');
     const opened = db;
     return {
       url: `postgres://postgres@127.0.0.1:${port}/postgres`,
       dataDir: dataDir ?? 'memory',
       async stop() {
+        unregister();
         await server.stop();
         await opened.close();
         await unlock();
