@@ -111,7 +111,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   } catch (err) {
     // Rule breakers are kept as rejects; rows of a file that turned out damaged are not trusted.
     if (rejects.length > 0 && err instanceof AppError && !(err instanceof BackupFileError)) {
-      await storeRejects(pool, 'restore', manifest.id, table.name, rejects).catch((e: unknown) =>
+      await storeRejects(pool, 'restore', manifest.id, table.name, rejects, { rawMaxBytes: config.REJECT_RAW_MAX_BYTES }).catch((e: unknown) =>
         log.warn({ err: e }, 'could not store restore rejects'),
       );
     }

@@ -5,7 +5,7 @@
  * (the `prepare` script, with --clean); `npm start` runs it again only when a source file is
  * newer than the last build (see isStale). Plain JavaScript: it must run before anything is built.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -15,10 +15,23 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DIST = path.join(ROOT, 'dist');
 /** Written after a good build, with the time the build started (a file saved during it is newer). */
 const STAMP = path.join(DIST, '.built');
-/** What the build reads: the compiled folders, the run-time assets, the compiler settings. */
-const SOURCES = ['main.ts', 'tsconfig.json', 'tsconfig.build.json', 'api', 'backup', 'cli', 'core', 'ingest', 'jobs', 'loads', 'pg', 'sql', 'storage', 'warehouse', 'worker'];
 /** Read at run time relative to a module (new URL('../…', import.meta.url)): copied into dist/. */
 const ASSETS = ['sql/migrations', 'api/public'];
+/**
+ * What the build reads: the compiler settings, the compiled folders (tsconfig.build.json's
+ * `include`, read from it so a new folder cannot be forgotten here) and the run-time assets.
+ */
+const SOURCES = ['tsconfig.json', 'tsconfig.build.json', ...buildIncludes(), ...ASSETS];
+
+function buildIncludes() {
+  try {
+    const text = readFileSync(path.join(ROOT, 'tsconfig.build.json'), 'utf8');
+    // The file has line comments (tsconfig is JSONC); none of its strings contains `//`.
+    return JSON.parse(text.replace(/^\s*\/\/.*$/gm, '')).include ?? [];
+  } catch {
+    return []; // a production image has no sources: nothing is ever stale there
+  }
+}
 
 function newestMtime(file) {
   let st;
