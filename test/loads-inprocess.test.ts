@@ -67,7 +67,7 @@ test('a load left unfinished by a stopped process resumes when the next one star
     await restarted.queues.close();
     await t.cleanup();
   }
-}, 60_000);
+}, 180_000);
 
 test('an inbox file in processing/ when the process stopped resumes at the next start and ends in done/', async () => {
   const t = await createTestServices({ LOAD_CHUNK_ROWS: '2000', LANDING_SCAN_CRON: '', LANDING_SETTLE_MS: '200' }, { embedded: true });
