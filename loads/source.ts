@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Config } from '../core/config.js';
 import { BadRequestError, NotFoundError, UnprocessableError } from '../core/errors.js';
-import { InvalidStorageKeyError, openBucket, openStorage, StorageNotFoundError, type Storage } from '../storage/index.js';
+import { closeStorageFor, InvalidStorageKeyError, openBucket, StorageNotFoundError, storageFor, type Storage } from '../storage/index.js';
 
 /**
  * Where a load's file lives, as the `file` column of `loads` says:
@@ -60,21 +60,11 @@ export async function namedObject(config: Config, url: string): Promise<{ file: 
   }
 }
 
-/**
- * The storage of each process, opened once per configuration (the API and the worker of one
- * process share it); a bucket's client is made, and the AWS SDK loaded, on first use.
- */
-const opened = new WeakMap<Config, Promise<Storage>>();
-const buckets = new WeakMap<Config, Map<string, Promise<Storage>>>();
+/** The process's storage (storage/index.ts `storageFor`: one per configuration, shared with backups and the warehouse). */
+export const storageOf = (config: Config): Promise<Storage> => storageFor(config);
 
-export function storageOf(config: Config): Promise<Storage> {
-  let s = opened.get(config);
-  if (!s) {
-    s = openStorage(config);
-    opened.set(config, s);
-  }
-  return s;
-}
+/** Buckets named by `s3://` loads, opened once per configuration; a bucket's client is made on first use. */
+const buckets = new WeakMap<Config, Map<string, Promise<Storage>>>();
 
 /** The whole of a named bucket (for `s3://` loads). */
 export function bucketOf(config: Config, bucket: string): Promise<Storage> {
@@ -88,12 +78,11 @@ export function bucketOf(config: Config, bucket: string): Promise<Storage> {
   return s;
 }
 
-/** Closes what storageOf and bucketOf opened for `config` (a process or a test suite ending). */
+/** Closes the process's storage and the buckets bucketOf opened for `config` (a process or a test suite ending). */
 export async function closeStorage(config: Config): Promise<void> {
-  const all = [opened.get(config), ...(buckets.get(config)?.values() ?? [])].filter((s) => s !== undefined);
-  opened.delete(config);
+  const named = [...(buckets.get(config)?.values() ?? [])];
   buckets.delete(config);
-  await Promise.all(all.map((s) => s.then((x) => x.close()).catch(() => {})));
+  await Promise.all([closeStorageFor(config), ...named.map((s) => s.then((x) => x.close()).catch(() => {}))]);
 }
 
 /**

@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Services } from '../../jobs/index.js';
-import { openStorage } from '../../storage/index.js';
+import { storageFor } from '../../storage/index.js';
 
 const Dependency = z.object({
   status: z.enum(['ok', 'down']),
@@ -69,12 +69,10 @@ async function probe(name: string, fn: () => Promise<unknown>, log: Logger, requ
 }
 
 export function registerHealth(app: OpenAPIHono, { config, pool, queues, log }: Services): void {
-  // Opened once, on the first call: the bucket's client is made (and the AWS SDK loaded) only then.
-  let opened: ReturnType<typeof openStorage> | undefined;
   app.openapi(route, async (c) => {
     const requestId = c.get('requestId');
-    opened ??= openStorage(config);
-    const files = await opened;
+    // The process's one storage, opened on first use: the bucket's client is made (and the AWS SDK loaded) only then.
+    const files = await storageFor(config);
     const [pgState, queueState, storageState] = await Promise.all([
       probe('postgres', () => pool.query('SELECT 1'), log, requestId),
       probe('redis', () => queues.ping(), log, requestId),
