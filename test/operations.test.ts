@@ -60,7 +60,7 @@ describe('migrations', () => {
     const pools = [createPool(db.url, 2), createPool(db.url, 2)];
     try {
       const [a, b] = await Promise.all(pools.map((p) => migrate(p)));
-      expect([...a!, ...b!].sort()).toEqual(a!.length ? a : b);
+      expect([...a!, ...b!].sort((x, y) => Number(x) - Number(y))).toEqual(a!.length ? a : b);
       expect(await migrate(pools[0]!)).toEqual([]);
       const ledger = await pools[0]!.query('SELECT version FROM schema_migrations ORDER BY version');
       expect(ledger.rows.map((r) => r.version)).toEqual((a!.length ? a : b)!);
