@@ -1,7 +1,9 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+// Types only here: PGlite is loaded when an embedded server starts, so processes on a PostgreSQL
+// server (workers, backups, restores) do not pay for loading it.
+import type { PGlite } from '@electric-sql/pglite';
+import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { Logger } from '../core/log.js';
 
 /**
@@ -53,6 +55,7 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
   let db: PGlite | undefined;
   try {
     const started = performance.now();
+    const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite-socket')]);
     db = await PGlite.create(dataDir ? { dataDir } : {});
     const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: opts.maxConnections ?? 64 });
     groupExtendedQueries(server);
