@@ -7,8 +7,7 @@ import type { Services } from '../jobs/index.js';
 import type { PoolClient } from '../core/db.js';
 import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroType, BLOCK_SIZE, CODEC, DEFLATE_LEVEL } from './avro.js';
-import { AvroDeflateWriter } from './avro-writer.js';
-import { BinaryCopyToRecords } from '../pg/index.js';
+import { CopyToAvroWriter } from './avro-writer.js';
 import { Digest } from './digest.js';
 import {
   entriesOf,
@@ -108,8 +107,7 @@ async function writeTable(
   const file = fileName(table);
   const tmp = path.join(dir, `${file}.part`);
   const source = client.query(copyTo(backupQuery(def)));
-  const records = new BinaryCopyToRecords(def);
-  const encoder = new AvroDeflateWriter(avroType(def), {
+  const encoder = new CopyToAvroWriter(def, avroType(def), {
     blockSize: BLOCK_SIZE,
     level: DEFLATE_LEVEL,
     metadata: {
@@ -119,7 +117,7 @@ async function writeTable(
     },
   });
   const digest = new Digest();
-  await pipeline(source, records, encoder, digest, createWriteStream(tmp));
+  await pipeline(source, encoder, digest, createWriteStream(tmp));
   await fsync(tmp);
-  return { table, file, rows: records.rows, bytes: digest.bytes, sha256: digest.hex(), codec: CODEC };
+  return { table, file, rows: encoder.rows, bytes: digest.bytes, sha256: digest.hex(), codec: CODEC };
 }
