@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     databaseUrl = embedded.url;
     log.info({ dataDir: embedded.dataDir }, 'database: embedded PostgreSQL (PGlite), because DATABASE_URL is unset');
   }
-  const pool = createPool(databaseUrl, config.PG_POOL_SIZE);
+  const pool = createPool(databaseUrl, config.PG_POOL_SIZE, undefined, log);
   await migrate(pool, log);
   const queues = createQueues(config, log);
   await queues.ping();

@@ -2,7 +2,13 @@ import pg from 'pg';
 import type { PoolClient } from '../core/db.js';
 import { ConflictError } from '../core/errors.js';
 import type { TableDef } from '../core/tables.js';
-import { diffStatement } from '../pg/index.js';
+
+/** Tables in the one order locks on several are taken: the data dictionary's (referenced tables first). */
+function lockOrder(tables: readonly TableName[]): TableName[] {
+  return TABLE_NAMES.filter((n) => tables.includes(n));
+}
+import { diffStatement, referenceChecks } from '../pg/index.js';
+import { TABLE_NAMES, type TableName } from '../core/tables.js';
 import { STAGE } from './avro-to-copy.js';
 
 /**
@@ -79,6 +85,13 @@ export async function applyDiff(client: PoolClient, table: TableDef, counts: Dif
 /** Drops the table's own foreign keys, indexes and (when nothing references it) primary key; returns the statements that rebuild them exactly. */
 export async function dropIndexesAndForeignKeys(client: PoolClient, table: TableDef): Promise<string[]> {
   const t = q(table.name);
+  // Dropping a foreign key takes ACCESS EXCLUSIVE on the table it references too. The referenced
+  // tables go first, then this one (upgraded from the restore's SHARE ROW EXCLUSIVE): a refresh
+  // reading the parents before the children, or a load waiting for this table, then never holds
+  // what this waits for while waiting for what this holds.
+  for (const parent of lockOrder(referenceChecks(table).map((r) => r.references))) {
+    await client.query(`LOCK TABLE ${q(parent)} IN ACCESS EXCLUSIVE MODE`);
+  }
   await client.query(`LOCK TABLE ${t} IN ACCESS EXCLUSIVE MODE`);
   const fks = await client.query<{ name: string; def: string }>(
     `SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`,

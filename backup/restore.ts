@@ -1,11 +1,12 @@
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { storeRejects, type Reject } from '../pg/index.js';
 import { copyIn } from '../pg/index.js';
 import { missingFlag, missingReference, referenceChecks, referencesTo, unknownReference } from '../pg/index.js';
 import type { Services } from '../jobs/index.js';
 import { withTransaction, type PoolClient } from '../core/db.js';
-import { AppError, ConflictError, UnprocessableError } from '../core/errors.js';
+import { AppError, BusyError, ConflictError, UnprocessableError } from '../core/errors.js';
 import { requestWarehouseRefresh } from '../warehouse/index.js';
 import { TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroReading, BackupFileError, readBackupFile } from './read.js';
@@ -64,8 +65,15 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
 
   let result: RestoreResult;
   try {
-    result = await withTransaction(pool, async (client) => {
-      // Writers wait until we are done; readers go on seeing the old rows until the commit.
+    result = await withTableLocks(services, table, () => { rejects.length = 0; }, () => withTransaction(pool, async (client) => {
+      // Every wait for a lock below is bounded: past it the whole transaction rolls back and is
+      // tried again (withTableLocks), so a restore never sits in a lock queue holding locks.
+      await client.query(`SET LOCAL lock_timeout = ${Math.trunc(config.RESTORE_LOCK_TIMEOUT_MS)}`);
+      // One restore at a time over every process: two restores never wait for each other's tables.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [RESTORE_LOCK]);
+      // Writers wait until we are done; readers go on seeing the old rows until the commit. The
+      // table restored is locked first, the tables it references after (backup/diff.ts), the
+      // order loads keep too.
       await client.query(`LOCK TABLE ${q(table.name)} IN SHARE ROW EXCLUSIVE MODE`);
       // The joins below hash up to a whole table; the default 4 MB spills them to disk.
       await client.query(`SET LOCAL work_mem = '64MB'`);
@@ -107,7 +115,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
       phases.bulk = (await applyDiff(client, table, counts, config.RESTORE_BULK_ROWS)) ? 1 : 0;
       lap('applied');
       return { table: table.name, backup: manifest.id, mode, rows, ...counts };
-    });
+    }));
   } catch (err) {
     // Rule breakers are kept as rejects; rows of a file that turned out damaged are not trusted.
     if (rejects.length > 0 && err instanceof AppError && !(err instanceof BackupFileError)) {
@@ -126,6 +134,50 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   lap('committed');
   log.info({ ...result, ms: phases }, 'table restored');
   return result;
+}
+
+/** Arbitrary constant: the advisory lock that lets one restore run at a time, whichever process runs it. */
+const RESTORE_LOCK = 748_201_405;
+
+/** SQLSTATEs of a lock not had: lock_timeout (55P03) and a deadlock another writer caused (40P01). */
+function lockNotHad(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === '55P03' || code === '40P01';
+}
+
+/**
+ * Runs the restore's transaction, again from the start when it could not have a lock within
+ * RESTORE_LOCK_TIMEOUT_MS (a load's chunk, a refresh's export or another restore held it), with a
+ * growing pause, up to RESTORE_LOCK_ATTEMPTS times; then gives up with 409 `busy` and Retry-After.
+ * Nothing is written by a try that gave up: its transaction rolled back whole.
+ */
+async function withTableLocks<T>(
+  { config, log }: Services,
+  table: TableDef,
+  reset: () => void,
+  run: () => Promise<T>,
+): Promise<T> {
+  const attempts = config.RESTORE_LOCK_ATTEMPTS;
+  for (let attempt = 1; ; attempt++) {
+    reset();
+    try {
+      return await run();
+    } catch (err) {
+      if (!lockNotHad(err)) throw err;
+      if (attempt >= attempts) {
+        log.warn({ table: table.name, attempts, code: (err as { code?: string }).code }, 'restore gave up waiting for its table locks');
+        const retryAfter = Math.max(1, Math.ceil(config.RESTORE_LOCK_TIMEOUT_MS / 1000));
+        throw new BusyError(
+          `${table.name} stayed busy (a load, a refresh or another restore held its locks) through ${attempts} tries of ${config.RESTORE_LOCK_TIMEOUT_MS} ms; nothing was restored. Try again in ${retryAfter} s`,
+          retryAfter,
+          { table: table.name, attempts },
+        );
+      }
+      const pause = Math.min(500 * 2 ** (attempt - 1), 5_000);
+      log.info({ table: table.name, attempt, pauseMs: pause, code: (err as { code?: string }).code }, 'restore waiting for its table locks; trying again');
+      await sleep(pause);
+    }
+  }
 }
 
 /**

@@ -65,6 +65,12 @@ const schema = z.object({
   DATABASE_URL: optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
   /** Unset or empty: jobs run in-process (see jobs/local-queue.ts) instead of on BullMQ. */
   REDIS_URL: optionalUrl('REDIS_URL', ['redis:', 'rediss:']),
+  /**
+   * Longest a Redis command of the API or a producer waits (queueing a load, a refresh, a backup;
+   * /health's PING). While Redis is unreachable such commands fail at once (no offline queue), so
+   * POST /loads answers 503 in moments; this bounds the case of a Redis that is connected but mute.
+   */
+  REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(3_000),
   DATA_DIR: z.string().min(1).default('./data'),
   QUEUE_PREFIX: z
     .string()
@@ -150,6 +156,12 @@ const schema = z.object({
     .enum(['true', 'false', '1', '0'])
     .default('true')
     .transform((v) => v === 'true' || v === '1'),
+  /**
+   * How often each worker process checks PostgreSQL for changes no refresh has taken yet (the
+   * `warehouse_changes` log) and, when there are some and no refresh is waiting or running,
+   * queues one: a refresh requested while Redis was down is not lost. 0 turns the check off.
+   */
+  WAREHOUSE_CHECK_MS: z.coerce.number().int().min(0).max(86_400_000).default(30_000),
   /** A requested warehouse refresh waits this long, absorbing the requests that follow it. */
   WAREHOUSE_REFRESH_DEBOUNCE_MS: z.coerce.number().int().min(0).max(600_000).default(1_000),
   /**
@@ -180,6 +192,13 @@ const schema = z.object({
    * secondary indexes and foreign keys once instead of maintaining them row by row.
    */
   RESTORE_BULK_ROWS: z.coerce.number().int().min(1).default(50_000),
+  /**
+   * Longest a restore waits for one of its table locks (a load's chunk, a refresh's export, a
+   * reader in the way) before it lets go of everything and tries again; after
+   * RESTORE_LOCK_ATTEMPTS such tries the restore answers 409 `busy` with Retry-After.
+   */
+  RESTORE_LOCK_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  RESTORE_LOCK_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
   /**
    * Where the service keeps its files. Unset or empty: the folder DATA_DIR (one machine).
    * `s3://bucket/prefix`: an S3-compatible bucket, reached with the AWS_* settings below; for

@@ -7,11 +7,35 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-export function createPool(url: string, max = 10, applicationName = 'hr-store'): Pool {
+export function createPool(url: string, max = 10, applicationName = 'hr-store', log?: Logger): Pool {
   const pool = new pg.Pool({ connectionString: url, max, application_name: applicationName });
-  // An idle client losing its connection must not crash the process; the next query reconnects.
-  pool.on('error', () => {});
+  return survivingRestarts(pool, log);
+}
+
+/**
+ * Keeps a lost PostgreSQL connection from taking the process down. pg emits 'error' on a client
+ * whose server went away while no query was running on it (a restart sends 57P01 to every
+ * session); with nobody listening, that event kills the process. Idle clients report through the
+ * pool's 'error' event; a checked-out one (a load's writer between chunks, a refresh between
+ * statements, a transaction between queries) through its own, which every client of this pool
+ * gets the moment it connects. The client is unusable afterwards: its next query fails, the work
+ * in hand fails with a transient error and is retried (jobs: with backoff), and the pool connects
+ * anew for the next checkout.
+ */
+export function survivingRestarts(pool: pg.Pool, log?: Logger): pg.Pool {
+  const lost = (where: string) => (err: Error) =>
+    log?.warn({ code: (err as { code?: string }).code, where }, `a PostgreSQL connection was lost (${where}); the work on it is retried`);
+  pool.on('error', lost('idle connection'));
+  pool.on('connect', (client) => {
+    client.on('error', lost('connection in use'));
+  });
   return pool;
+}
+
+/** The same guard for a lone client (not from a pool): an 'error' with nobody listening kills the process. */
+export function guardClient(client: pg.Client, log?: Logger): pg.Client {
+  client.on('error', (err) => log?.warn({ code: (err as { code?: string }).code }, 'a PostgreSQL connection was lost'));
+  return client;
 }
 
 /**
@@ -19,7 +43,7 @@ export function createPool(url: string, max = 10, applicationName = 'hr-store'):
  * fresh PostgreSQL server just works. Needs the CREATEDB privilege; without it the error says so.
  */
 export async function ensureDatabase(url: string, log?: Logger): Promise<void> {
-  const probe = new pg.Client({ connectionString: url });
+  const probe = guardClient(new pg.Client({ connectionString: url }), log);
   try {
     await probe.connect();
     return;
@@ -32,7 +56,7 @@ export async function ensureDatabase(url: string, log?: Logger): Promise<void> {
   const name = decodeURIComponent(target.pathname.slice(1));
   const admin = new URL(url);
   admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
+  const client = guardClient(new pg.Client({ connectionString: admin.toString() }), log);
   await client.connect();
   try {
     await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);

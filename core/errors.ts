@@ -95,6 +95,18 @@ export class TooManyRequestsError extends AppError {
   }
 }
 
+/**
+ * The work needs something another piece of work holds (a restore waiting for a table's locks
+ * while a load, a refresh or another restore uses it): 409 `busy` with `Retry-After`. Nothing was
+ * changed; the same request later works.
+ */
+export class BusyError extends AppError {
+  constructor(message: string, retryAfter: number, details?: unknown) {
+    super(409, 'busy', message, details);
+    this.retryAfter = retryAfter;
+  }
+}
+
 /** The disk is (nearly) full: an upload is refused before it could fill it. */
 export class InsufficientStorageError extends AppError {
   constructor(message: string, details?: unknown) {

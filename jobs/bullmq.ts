@@ -9,7 +9,7 @@ import { createRedis } from './redis.js';
  * Producers share one command connection; each processor's Worker opens its own blocking one.
  */
 export function bullmqQueues(config: Config, redisUrl: string, log: Logger): Queues {
-  const connection = createRedis(redisUrl);
+  const connection = createRedis(redisUrl, 'command', config.REDIS_COMMAND_TIMEOUT_MS);
   // Without a listener ioredis reports every failed reconnect as unhandled; callers see the errors.
   connection.on('error', (err) => log.debug({ err }, 'redis connection error'));
   const prefix = config.QUEUE_PREFIX;

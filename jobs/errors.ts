@@ -10,7 +10,7 @@ const MARK = 'app-error:';
 /** What a processor throws for an AppError: not retried, and readable by `errorFromFailure`. */
 export function unrecoverable(err: AppError): UnrecoverableError {
   return new UnrecoverableError(
-    MARK + JSON.stringify({ status: err.status, code: err.code, message: err.message, details: err.details }),
+    MARK + JSON.stringify({ status: err.status, code: err.code, message: err.message, details: err.details, retryAfter: err.retryAfter }),
   );
 }
 
@@ -18,8 +18,10 @@ export function unrecoverable(err: AppError): UnrecoverableError {
 export function errorFromFailure(reason: string | undefined): AppError | undefined {
   if (!reason?.startsWith(MARK)) return undefined;
   try {
-    const e = JSON.parse(reason.slice(MARK.length)) as { status: number; code: string; message: string; details?: unknown };
-    return new AppError(e.status, e.code, e.message, e.details);
+    const e = JSON.parse(reason.slice(MARK.length)) as { status: number; code: string; message: string; details?: unknown; retryAfter?: number };
+    const err = new AppError(e.status, e.code, e.message, e.details);
+    if (typeof e.retryAfter === 'number') err.retryAfter = e.retryAfter;
+    return err;
   } catch {
     return undefined;
   }

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { DEFAULT_REJECT_RAW_MAX_BYTES, storeRejects, type Reject } from '../pg/index.js';
 import { copyIn, isEmbeddedPostgres } from '../pg/index.js';
 import { findMissingReferences, referenceChecks, unknownReference, upsertIfDifferent, type ReferenceCheck } from '../pg/index.js';
-import type { Pool, PoolClient } from '../core/db.js';
+import { survivingRestarts, type Pool, type PoolClient } from '../core/db.js';
 import { UnprocessableError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { TableDef } from '../core/tables.js';
@@ -71,8 +71,7 @@ export class ChunkWriter {
   ): Promise<ChunkWriter> {
     // A connection of its own: the staging table and session settings live with it, and when the
     // process dies the server sees it go and rolls the chunk in flight back.
-    const pool = new pg.Pool({ ...connection, max: 1, application_name: 'hr-load' });
-    pool.on('error', () => {});
+    const pool = survivingRestarts(new pg.Pool({ ...connection, max: 1, application_name: 'hr-load' }), log);
     let client: PoolClient;
     try {
       client = await pool.connect();
@@ -145,6 +144,11 @@ export class ChunkWriter {
       }
       const plan: Plan = { chunk, data: chunk.copy, rows: chunk.ids.length, rejects: chunk.rejects, direct: false };
       if (plan.rows === 0) return plan;
+      // The lock order every writer keeps (a restore too): the table written first, the tables it
+      // references after. Taking the write lock now, before the reference rows are locked and the
+      // table is read, means a chunk never holds a lock a restore waits for while it waits for one
+      // the restore holds (the deadlock of a restore's lock upgrade against a running load).
+      await db.query(`LOCK TABLE ${q(this.table.name)} IN ROW EXCLUSIVE MODE`);
       const missing = await this.lockReferences(chunk);
       if (missing.some((m) => m.size > 0)) await this.dropMissing(plan, missing, rawAt);
       if (chunk.sorted && plan.rows > 0) {

@@ -158,7 +158,9 @@ const restoreRoute = createRoute({
     202: json(JobAccepted, 'Still going after BACKUP_WAIT_MS; the job goes on'),
     400: error('Bad body'),
     404: error('Unknown table or backup'),
-    409: error('The restore would break a foreign key; the details name the count'),
+    409: error(
+      'The restore would break a foreign key (code `conflict`; the details name the count), or the table stayed busy: a load, a refresh or another restore held its locks through RESTORE_LOCK_ATTEMPTS waits of RESTORE_LOCK_TIMEOUT_MS (code `busy`, with Retry-After). Nothing was restored',
+    ),
     422: error('The file is damaged, of another table, or holds rows that break the data rules'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
     ...writeErrors,
