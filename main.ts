@@ -15,6 +15,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from './pg/index.js';
 import { createLogger } from './core/log.js';
 import { migrate } from './core/migrate.js';
 import { createQueues, type Services } from './jobs/index.js';
+import { closeStorage } from './loads/index.js';
 import { startWorkers, type Workers } from './worker/index.js';
 
 const args = new Set(process.argv.slice(2));
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
       if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
       await workers?.close();
       await queues.close();
+      await closeStorage(config);
       await pool.end().catch(() => {});
       await embedded?.stop();
       log.info('stopped');

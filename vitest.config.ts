@@ -22,6 +22,7 @@ const API_LEVEL = [
   'test/edge-values.test.ts',
   'test/tables.test.ts',
   'test/retention.test.ts',
+  'test/landing.test.ts',
 ];
 
 export default defineConfig({

@@ -5,6 +5,8 @@ import { ForbiddenError, UnauthorizedError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The local storage's presigned upload URL: authorized by its signature, which the route checks, as S3 does. */
+const SIGNED_PUT = /^\/uploads\/[^/]+$/;
 
 /**
  * The GET routes that need the API key: those whose declaration carries `security` (row-level
@@ -40,6 +42,7 @@ export function requireApiKey(key: string | undefined, keyed: KeyedRoutes): Midd
   return async (c, next) => {
     if (expected === undefined || c.req.method === 'OPTIONS') return next();
     if (SAFE.has(c.req.method) && !keyed.has(c.req.path)) return next();
+    if (c.req.method === 'PUT' && SIGNED_PUT.test(c.req.path)) return next();
     const m = /^Bearer\s+(.+)$/i.exec(c.req.header('authorization') ?? '');
     const given = m ? Buffer.from(m[1]!.trim()) : undefined;
     if (!given || given.length !== expected.length || !timingSafeEqual(given, expected)) {

@@ -1,6 +1,3 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Services } from '../jobs/index.js';
@@ -9,16 +6,17 @@ import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../core/tabl
 import { avroType, BLOCK_SIZE, CODEC, DEFLATE_LEVEL } from './avro.js';
 import { CopyToAvroWriter } from './avro-writer.js';
 import { Digest } from './digest.js';
+import type { Storage } from '../storage/index.js';
 import {
+  backupStorage,
   entriesOf,
+  fileKey,
   fileName,
-  fsync,
   MANIFEST_FORMAT,
+  manifestKey,
   newBackupId,
-  partialDir,
+  partialKey,
   prune,
-  setDir,
-  writeFileAtomic,
   type BackupEntry,
   type Manifest,
   type ManifestTable,
@@ -33,17 +31,17 @@ export interface BackupOptions {
 
 /**
  * Writes one backup set: every requested table read in ONE repeatable-read, read-only
- * transaction (so all files show the same instant), each streamed COPY → Avro → disk with flat
- * memory. Returns the entries of the finished set, which only then becomes visible.
+ * transaction (so all files show the same instant), each streamed COPY → Avro → the storage (a
+ * file, or a multipart upload to the bucket) with flat memory. Returns the entries of the
+ * finished set, which only then becomes visible (its manifest is written last).
  */
 export async function createBackup(services: Services, opts: BackupOptions = {}): Promise<BackupEntry[]> {
   const { config, pool, log } = services;
-  const root = config.dirs.backups;
+  const store = await backupStorage(config);
   const wanted = new Set(opts.tables ?? TABLE_NAMES);
   const tables = TABLE_NAMES.filter((t) => wanted.has(t));
   const id = newBackupId();
-  const work = partialDir(root, id);
-  await mkdir(work, { recursive: true });
+  const written: string[] = [];
 
   const client = await pool.connect();
   let manifest: Manifest;
@@ -57,12 +55,16 @@ export async function createBackup(services: Services, opts: BackupOptions = {})
     const snapshotAt = rows[0]!.snapshot_at.toISOString();
     const files: ManifestTable[] = [];
     for (const table of tables) {
-      files.push(await writeTable(client, table, work, { id, snapshotAt }));
+      written.push(partialKey(id, fileName(table)));
+      files.push(await writeTable(client, table, store, { id, snapshotAt }));
       await opts.onTable?.(table);
     }
     await client.query('COMMIT');
-    // Only now do the files take their final names: a set cut short leaves `*.part` files only.
-    for (const f of files) await rename(path.join(work, `${f.file}.part`), path.join(work, f.file));
+    // Only now do the files take their final keys: a set cut short leaves `.partial` objects only.
+    for (const f of files) {
+      written.push(fileKey(id, f.file));
+      await store.move(partialKey(id, f.file), fileKey(id, f.file));
+    }
     manifest = {
       format: MANIFEST_FORMAT,
       id,
@@ -72,23 +74,22 @@ export async function createBackup(services: Services, opts: BackupOptions = {})
       reason: opts.reason ?? 'api',
       tables: files,
     };
-    await writeFileAtomic(path.join(work, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-    await rename(work, setDir(root, id));
-    await fsync(root);
+    // The manifest last: with it the set is listed, complete.
+    await store.put(manifestKey(id), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
   } catch (err) {
     // A COPY cut short leaves the connection mid-protocol; dropping it is the only safe
     // rollback (the server aborts the read-only transaction when the socket closes).
     failed = err as Error;
-    await rm(work, { recursive: true, force: true }).catch(() => {});
+    for (const key of written) await store.delete(key).catch(() => {});
     throw err;
   } finally {
     client.release(failed);
   }
 
   log.info({ backup: id, tables: manifest.tables.map((t) => ({ table: t.table, rows: t.rows, bytes: t.bytes })) }, 'backup written');
-  const removed = await prune(root, config.BACKUP_KEEP);
+  const removed = await prune(store, config.BACKUP_KEEP, Date.now(), config.dirs.backups);
   if (removed.length > 0) log.info({ removed, keep: config.BACKUP_KEEP }, 'old backups removed');
-  return entriesOf(config, manifest);
+  return entriesOf(manifest);
 }
 
 /** What backs a table up: its columns in dictionary order, ordered by id, in binary COPY format. */
@@ -100,12 +101,11 @@ function backupQuery(table: TableDef): string {
 async function writeTable(
   client: PoolClient,
   table: TableName,
-  dir: string,
+  store: Storage,
   meta: { id: string; snapshotAt: string },
 ): Promise<ManifestTable> {
   const def = TABLES[table];
   const file = fileName(table);
-  const tmp = path.join(dir, `${file}.part`);
   const source = client.query(copyTo(backupQuery(def)));
   const encoder = new CopyToAvroWriter(def, avroType(def), {
     blockSize: BLOCK_SIZE,
@@ -117,7 +117,15 @@ async function writeTable(
     },
   });
   const digest = new Digest();
-  await pipeline(source, encoder, digest, createWriteStream(tmp));
-  await fsync(tmp);
+  // The storage reads the digest's output as it comes (a temp file fsynced and renamed, or a
+  // multipart upload); a failed put stops the COPY, a failed COPY fails the put.
+  const put = store.put(partialKey(meta.id, file), digest).catch((err: unknown) => {
+    digest.destroy(err as Error);
+    throw err;
+  });
+  // Both settle before this returns, so a failed put has cleaned up (temp file, multipart) first.
+  const [copied, stored] = await Promise.allSettled([pipeline(source, encoder, digest), put]);
+  if (copied.status === 'rejected') throw copied.reason;
+  if (stored.status === 'rejected') throw stored.reason;
   return { table, file, rows: encoder.rows, bytes: digest.bytes, sha256: digest.hex(), codec: CODEC };
 }

@@ -8,4 +8,4 @@ export { startBackupWorker } from './processor.js';
 export { verifyBackup, type VerifyReport } from './read.js';
 export { requestBackup, requestRestore, type Outcome } from './request.js';
 export { restoreTable, type RestoreMode, type RestoreRequest, type RestoreResult } from './restore.js';
-export { isBackupId, listBackups, readManifest, type BackupEntry, type Manifest } from './sets.js';
+export { backupStorage, isBackupId, listBackups, readManifest, type BackupEntry, type Manifest } from './sets.js';

@@ -1,6 +1,3 @@
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import path from 'node:path';
 import { Transform, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import avro from 'avsc';
@@ -8,8 +5,9 @@ import { UnprocessableError } from '../core/errors.js';
 import { TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { codecs, parseWriterSchema, schemaMismatch } from './avro.js';
 import { Digest } from './digest.js';
-import { dataPath } from '../core/config.js';
-import { readManifest, setDir, type BackupPlaces, type ManifestTable } from './sets.js';
+import type { Config } from '../core/config.js';
+import { StorageNotFoundError, type Storage } from '../storage/index.js';
+import { backupStorage, fileKey, readManifest, type ManifestTable } from './sets.js';
 
 /**
  * Reading a backup file back, with every check a restore needs: the header and the embedded
@@ -18,15 +16,18 @@ import { readManifest, setDir, type BackupPlaces, type ManifestTable } from './s
  * Any failure is a `BackupFileError`, which says what is wrong with the file.
  */
 export class BackupFileError extends UnprocessableError {
-  constructor(file: string, problem: string) {
-    // Named as under DATA_DIR (every set is a folder of DATA_DIR/backups), never by its absolute path.
-    const shown = `backups/${path.basename(path.dirname(file))}/${path.basename(file)}`;
-    super(`backup file ${shown} is unusable: ${problem}`, { file: shown, problem });
+  constructor(key: string, problem: string) {
+    // Named by its storage key (`backups/<id>/<table>.avro`), never by a path or a bucket's host.
+    super(`backup file ${key} is unusable: ${problem}`, { file: key, problem });
   }
 }
 
-/** Streams the records of `file` into `sink` (object mode), then checks them against `entry`. */
+/**
+ * Streams the records of the object `file` (a storage key) into `sink` (object mode), straight
+ * from the storage, then checks them against `entry`.
+ */
 export async function readBackupFile(
+  store: Storage,
   file: string,
   table: TableDef,
   entry: ManifestTable,
@@ -42,7 +43,10 @@ export async function readBackupFile(
     readsAvro?: { problem: string | undefined };
   } = {},
 ): Promise<number> {
-  const info = await stat(file).catch(() => undefined);
+  const info = await store.stat(file).catch((err: unknown) => {
+    if (err instanceof StorageNotFoundError) return undefined;
+    throw err;
+  });
   const early = !info
     ? new BackupFileError(file, 'the file is missing')
     : info.size !== entry.bytes
@@ -78,8 +82,9 @@ export async function readBackupFile(
   });
   const stages: (Duplex | Writable)[] = opts.count && sink.length > 0 ? sink : sink.length > 0 ? [counter, ...sink] : [counter, nullSink()];
   try {
-    if (opts.readsAvro) await pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), digest, ...(stages as [Duplex]));
-    else await pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), digest, decoder, ...(stages as [Duplex]));
+    const bytes = await store.get(file);
+    if (opts.readsAvro) await pipeline(bytes, digest, ...(stages as [Duplex]));
+    else await pipeline(bytes, digest, decoder, ...(stages as [Duplex]));
   } catch (err) {
     problem ??= opts.readsAvro?.problem;
     if (problem !== undefined) throw new BackupFileError(file, `it is corrupt: ${problem}`);
@@ -126,16 +131,16 @@ export interface VerifyReport {
 }
 
 /** Checks every file of a set (or one table's) without touching the database. */
-export async function verifyBackup(places: BackupPlaces, id: string, table?: TableName): Promise<VerifyReport> {
-  const root = places.dirs.backups;
-  const manifest = await readManifest(root, id);
+export async function verifyBackup(config: Config, id: string, table?: TableName): Promise<VerifyReport> {
+  const store = await backupStorage(config);
+  const manifest = await readManifest(store, id);
   const tables: FileCheck[] = [];
   for (const entry of manifest.tables) {
     if (table !== undefined && entry.table !== table) continue;
-    const file = path.join(setDir(root, id), entry.file);
-    const check: FileCheck = { table: entry.table, file: dataPath(places.DATA_DIR, file), ok: true, rows: entry.rows, bytes: entry.bytes, sha256: entry.sha256 };
+    const file = fileKey(id, entry.file);
+    const check: FileCheck = { table: entry.table, file, ok: true, rows: entry.rows, bytes: entry.bytes, sha256: entry.sha256 };
     try {
-      await readBackupFile(file, TABLES[entry.table], entry, []);
+      await readBackupFile(store, file, TABLES[entry.table], entry, []);
     } catch (err) {
       if (!(err instanceof BackupFileError)) throw err;
       check.ok = false;

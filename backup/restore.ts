@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { storeRejects, type Reject } from '../pg/index.js';
@@ -12,7 +11,8 @@ import { TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroReading, BackupFileError, readBackupFile } from './read.js';
 import { applyDiff, buildDiff, DIFF, dropIndexesAndForeignKeys, type DiffCounts } from './diff.js';
 import { AvroToCopy, createStageSql, STAGE, type ValidateToCopy } from './avro-to-copy.js';
-import { findBackup, setDir } from './sets.js';
+import type { Storage } from '../storage/index.js';
+import { backupStorage, fileKey, findBackup } from './sets.js';
 
 export type RestoreMode = 'replace' | 'merge';
 
@@ -54,8 +54,9 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   const { config, pool, log } = services;
   const table = TABLES[req.table];
   const mode = req.mode ?? 'replace';
-  const { manifest, entry } = await findBackup(config.dirs.backups, req.table, req.backup);
-  const file = path.join(setDir(config.dirs.backups, manifest.id), entry.file);
+  const store = await backupStorage(config);
+  const { manifest, entry } = await findBackup(store, req.table, req.backup);
+  const file = fileKey(manifest.id, entry.file);
   const rejects: Reject[] = [];
   const started = performance.now();
   const phases: Record<string, number> = {};
@@ -92,14 +93,14 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
         entry.rows >= config.RESTORE_BULK_ROWS &&
         ((await client.query(`SELECT NOT EXISTS (SELECT 1 FROM ${q(table.name)}) AS empty`)).rows[0].empty as boolean);
       if (empty) {
-        const direct = await restoreIntoEmpty(client, table, file, entry, manifest.id, rejects, onReject, refused);
+        const direct = await restoreIntoEmpty(client, table, store, file, entry, manifest.id, rejects, onReject, refused);
         lap('direct');
         if (direct) return { table: table.name, backup: manifest.id, mode, ...direct };
       }
       await client.query(createStageSql(table));
       const validate = new AvroToCopy(table, onReject, avroReading(table));
       const copy = await copyIn(client, STAGE, [...table.columns, { name: 'pos', pgType: 'bigint' }], 'binary');
-      const rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
+      const rows = await readBackupFile(store, file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
       lap('staged');
       if (validate.rejected > 0) throw refused(validate);
       if (!validate.ascending) {
@@ -241,8 +242,9 @@ const TABLE_ROWS = (table: TableDef) => ({
 async function restoreIntoEmpty(
   client: PoolClient,
   table: TableDef,
+  store: Storage,
   file: string,
-  entry: Parameters<typeof readBackupFile>[2],
+  entry: Parameters<typeof readBackupFile>[3],
   backup: string,
   rejects: Reject[],
   onReject: (r: Reject) => void,
@@ -257,7 +259,7 @@ async function restoreIntoEmpty(
   const copy = await copyIn(client, table.name, table.columns, 'binary');
   let rows: number;
   try {
-    rows = await readBackupFile(file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
+    rows = await readBackupFile(store, file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
   } catch (err) {
     // A primary key kept in place (other tables reference it) met a repeated id: take the staged
     // path, which reads the file again and judges it (rejects included) from the start.

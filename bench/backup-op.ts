@@ -16,6 +16,7 @@ import { createPool } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { isTableName } from '../core/tables.js';
 import type { Services } from '../jobs/index.js';
+import { closeStorageFor } from '../storage/index.js';
 
 const [op, table, backup, mode] = process.argv.slice(2);
 if (!table || !isTableName(table) || (op !== 'backup' && op !== 'restore')) {
@@ -41,4 +42,5 @@ try {
 } finally {
   await queues?.close();
   await pool.end();
+  await closeStorageFor(config);
 }

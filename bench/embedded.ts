@@ -1,5 +1,5 @@
 /**
- * `npm run bench:embedded -- [--rows 1000000]`
+ * `npm run bench:embedded -- [--rows 1000000] [--no-demo]`
  *
  * The same work on both ways of running the service, side by side in one run, on generated data
  * (loads/sample.ts, no bad rows), one real server process (`tsx main.ts`, API and jobs together)
@@ -19,18 +19,23 @@
  *      from it (POST /backups/hired_employees/restore, wall);
  *   5. peak RSS (VmHWM) of the server process at the end. Embedded, that includes PostgreSQL itself
  *      (PGlite runs in the process); with a server it does not.
+ * Then (unless --no-demo) the demo, embedded only: `main.ts --demo` in a new DATA_DIR, time to
+ * "listening" and until its loads and warehouse are done, RSS then and at its peak; and a second
+ * start of the same folder.
  * Prints a table with the embedded/server ratio per step (for rows/s below 1 means embedded is
  * slower; for times above 1 does). The temp folders, the database and the queue keys are removed
  * at the end, also on failure or Ctrl-C.
  *
  * Settings: BENCH_PG_URL (admin URL, default postgres://postgres@127.0.0.1:5432/postgres), BENCH_REDIS_URL.
  */
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createRedis } from '../jobs/redis.js';
+import { DEMO_ROWS } from '../loads/demo.js';
 import { generate } from '../loads/sample.js';
 import { adminQuery, dbUrl, fmt, percentile, startServer, type Server } from './support.js';
 
@@ -40,6 +45,7 @@ const { values } = parseArgs({
     calls: { type: 'string', default: '20' },
     pg: { type: 'string', default: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
     redis: { type: 'string', default: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
+    'no-demo': { type: 'boolean', default: false },
   },
 });
 const rows = Number(values.rows);
@@ -112,6 +118,7 @@ type Mode = 'server' | 'embedded';
 
 interface Load {
   id: string;
+  table: string;
   status: string;
   rowsRead: number;
   inserted: number;
@@ -161,7 +168,8 @@ async function runMode(mode: Mode, gen: string): Promise<Result> {
   if (mode === 'server') await adminQuery(`CREATE DATABASE ${dbName}`, values.pg);
 
   say(`\n[${mode}] starting the server (load average ${load3()})`);
-  const server = await startServer(env);
+  // A loaded machine can take long to start (embedded: initdb of a new folder).
+  const server = await startServer(env, [], 180_000);
   current = server;
   const { base } = server;
   const res: Result = { m: new Map(), answers: {}, notes: [] };
@@ -236,6 +244,78 @@ async function runMode(mode: Mode, gen: string): Promise<Result> {
   return res;
 }
 
+// ---- the demo: `npm start -- --demo` in a new folder, embedded
+
+/** Resident memory now (VmRSS) and at its peak (VmHWM) of a process, in MB. */
+function rssOf(pid: number): { now: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)![1]) / 1024;
+  return { now: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 600_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`demo: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * 6. The demo, embedded, in a new DATA_DIR: spawn → "listening" (includes creating the database
+ * folder), then until its loads succeeded and the warehouse holds them; RSS then and at its peak.
+ * Then a second start of the same folder: spawn → "listening" and RSS once it answers.
+ */
+async function runDemo(): Promise<Map<string, number>> {
+  const m = new Map<string, number>();
+  const dataDir = path.join(work, 'demo');
+  const env = { DATA_DIR: dataDir, DATABASE_URL: '', REDIS_URL: '', API_KEY: '', BACKUP_CRON: '', WAREHOUSE_REFRESH_DEBOUNCE_MS: '100' };
+  say(`\n[demo] npm start -- --demo, embedded, new folder (load average ${load3()})`);
+  let t = performance.now();
+  const first = await startServer(env, ['--demo'], 180_000);
+  current = first;
+  try {
+    m.set('demo listening s', (performance.now() - t) / 1000);
+    const hires = await until('the demo loads', async () => {
+      const { loads } = (await ok(first.base, 'demo loads', 'GET', '/loads')).body as { loads: Load[] };
+      if (loads.some((l) => l.status === 'failed')) throw new Error(`demo: a load failed: ${JSON.stringify(loads)}`);
+      return loads.length === 3 && loads.every((l) => l.status === 'succeeded') ? loads.find((l) => l.table === 'hired_employees') : undefined;
+    });
+    await until('the warehouse', async () => {
+      const w = (await ok(first.base, 'demo warehouse', 'GET', '/warehouse')).body as { status: string; tables: Record<string, number> };
+      return w.status === 'ready' && w.tables.fact_hires === hires.inserted ? true : undefined;
+    });
+    m.set('demo loaded s', (performance.now() - t) / 1000);
+    const r = rssOf(first.child.pid!);
+    m.set('demo RSS MB', r.now);
+    m.set('demo peak RSS MB', r.peak);
+    say(
+      `[demo] listening after ${m.get('demo listening s')!.toFixed(1)} s; ${fmt(hires.inserted)} hires loaded and in the warehouse after ` +
+        `${m.get('demo loaded s')!.toFixed(1)} s; RSS ${r.now.toFixed(0)} MB, peak ${r.peak.toFixed(0)} MB`,
+    );
+  } finally {
+    await stopServer(first);
+    current = undefined;
+  }
+  t = performance.now();
+  const second = await startServer(env, ['--demo'], 180_000);
+  current = second;
+  try {
+    m.set('restart listening s', (performance.now() - t) / 1000);
+    await ok(second.base, 'restart', 'GET', '/analytics/hires-by-quarter?year=2021');
+    const r = rssOf(second.child.pid!);
+    m.set('restart RSS MB', r.now);
+    m.set('restart peak RSS MB', r.peak);
+    say(`[demo] second start of the same folder: listening after ${m.get('restart listening s')!.toFixed(1)} s; RSS ${r.now.toFixed(0)} MB, peak ${r.peak.toFixed(0)} MB`);
+  } finally {
+    await stopServer(second);
+    current = undefined;
+  }
+  return m;
+}
+
 // ---- clean-up, also on failure and Ctrl-C
 
 let cleaned: Promise<void> | undefined;
@@ -285,6 +365,7 @@ try {
   t = performance.now();
   const server = await runMode('server', gen);
   const embedded = await runMode('embedded', gen);
+  const demo = values['no-demo'] ? undefined : await runDemo();
   say(`\nboth modes in ${((performance.now() - t) / 1000).toFixed(0)} s; load average at end ${load3()}\n`);
 
   const lines: [label: string, key: string, unit: string, digits: number][] = [
@@ -310,6 +391,13 @@ try {
   }
   say('rows/s: higher is better (ratio < 1: embedded slower); s, ms, MB: lower is better (ratio > 1: embedded slower).');
   say('RSS: embedded includes PGlite (PostgreSQL in the process); server mode excludes the PostgreSQL server and Redis.');
+  if (demo) {
+    say(
+      `demo (embedded, ${fmt(DEMO_ROWS)} hires): listening ${demo.get('demo listening s')!.toFixed(1)} s, loaded and in the warehouse ` +
+        `${demo.get('demo loaded s')!.toFixed(1)} s, RSS ${demo.get('demo RSS MB')!.toFixed(0)} MB (peak ${demo.get('demo peak RSS MB')!.toFixed(0)} MB); ` +
+        `second start: listening ${demo.get('restart listening s')!.toFixed(1)} s, RSS ${demo.get('restart RSS MB')!.toFixed(0)} MB`,
+    );
+  }
 
   const problems: string[] = [];
   for (const tb of TABLES) {

@@ -38,14 +38,14 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-export async function startServer(env: Record<string, string>, args: string[] = []): Promise<Server> {
+export async function startServer(env: Record<string, string>, args: string[] = [], startMs = 30_000): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts', ...args], {
     cwd: ROOT,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start within 30 s')), 30_000);
+    const timer = setTimeout(() => reject(new Error(`server did not start within ${startMs / 1000} s`)), startMs);
     let buf = '';
     const onData = (d: string) => {
       buf += d;

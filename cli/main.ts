@@ -93,6 +93,115 @@ function loadResult(loads: Load[], strict: unknown): number {
   return EXIT.ok;
 }
 
+interface Upload {
+  uploadId: string;
+  url: string;
+  method: 'PUT';
+  expiresAt: string;
+}
+
+/** Whether the service hands out upload URLs (GET /health says so; an older service does not). */
+async function presignedUploads(client: Client): Promise<boolean> {
+  try {
+    const res = await client.request('GET', '/health');
+    const health = (await res.json()) as { storage?: { presignedUploads?: boolean } };
+    return health.storage?.presignedUploads === true;
+  } catch {
+    return false; // degraded (503) or too old to say: the plain upload says what is wrong
+  }
+}
+
+const mib = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MiB`;
+
+/**
+ * PUTs a file to a presigned URL, streamed, with a progress line. No API key goes with it: the
+ * URL's signature authorizes the PUT (and a bucket would refuse a second authorization).
+ */
+async function putFile(label: string, file: string, url: string): Promise<void> {
+  const size = (await stat(file)).size;
+  const progress = new ProgressWriter();
+  const started = Date.now();
+  let sent = 0;
+  const line = () => {
+    const frac = size > 0 ? sent / size : 1;
+    const filled = Math.round(frac * 24);
+    const rate = sent / Math.max(0.001, (Date.now() - started) / 1000);
+    return `uploading ${label}  [${'#'.repeat(filled)}${'.'.repeat(24 - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${mib(sent)}/${mib(size)}  ${mib(rate)}/s`;
+  };
+  const target = new URL(url);
+  const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request(target, { method: 'PUT', headers: { 'content-length': String(size) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        if (text.length < 4096) text += d;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', reject);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      reject(new CliError(`cannot send ${file} to the upload URL (${err.code ?? err.message})`, EXIT.unavailable)),
+    );
+    const input = createReadStream(file);
+    input.on('data', (chunk) => {
+      sent += chunk.length;
+      progress.update(line());
+    });
+    input.on('error', (err) => req.destroy(err));
+    input.pipe(req);
+  });
+  if (status < 200 || status >= 300) {
+    // The service answers JSON; a bucket answers XML with a Code and a Message.
+    let reason = body.slice(0, 300);
+    try {
+      reason = (JSON.parse(body) as { error?: { message?: string } }).error?.message ?? reason;
+    } catch {
+      const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1];
+      const message = /<Message>([^<]*)<\/Message>/.exec(body)?.[1];
+      if (code || message) reason = [code, message].filter(Boolean).join(': ');
+    }
+    throw new CliError(`the upload of ${file} was refused: ${status}: ${reason}`, status >= 500 ? EXIT.unavailable : EXIT.failed);
+  }
+  progress.finish(line());
+}
+
+/**
+ * The presigned flow: each file is PUT to its own URL, then loaded. hired_employees sent with
+ * departments or jobs is loaded once they have finished (as a multipart upload does), and not at
+ * all when one of them failed.
+ */
+async function presignedLoad(client: Client, files: { file: string; table: string }[], values: Record<string, unknown>): Promise<number> {
+  const uploads: { file: string; table: string; id: string }[] = [];
+  for (const f of files) {
+    const bytes = (await stat(f.file)).size;
+    const upload = await client.json<Upload>('POST', '/uploads', { table: f.table, bytes });
+    await putFile(`${f.table} (${path.basename(f.file)})`, f.file, upload.url);
+    uploads.push({ ...f, id: upload.uploadId });
+  }
+  const start = (u: { id: string }) => client.json<Load>('POST', `/uploads/${u.id}/load`);
+  const first = uploads.filter((u) => u.table !== 'hired_employees' || uploads.length === 1);
+  const later = uploads.filter((u) => !first.includes(u));
+  const started = await Promise.all(first.map(start));
+  if (values['no-follow'] && later.length === 0) {
+    print(started.map((l) => ({ id: l.id, table: l.table, status: l.status })), false);
+    return EXIT.ok;
+  }
+  const totals = new Map<string, number>();
+  await Promise.all(uploads.map(async (u) => totals.set(u.id, await countLines(u.file))));
+  let loads = await follow(client, started, totals);
+  if (later.length > 0) {
+    const failed = loads.filter((l) => l.status === 'failed');
+    if (failed.length > 0) {
+      for (const u of later) process.stderr.write(`${u.table} not loaded: the ${failed.map((f) => f.table).join(' and ')} load failed; fix it and load again\n`);
+      return Math.max(loadResult(loads, values.strict), EXIT.failed);
+    }
+    const next = await Promise.all(later.map(start));
+    loads = [...loads, ...(values['no-follow'] ? next : await follow(client, next, totals))];
+  }
+  return loadResult(loads, values.strict);
+}
+
 /** A metric from GET /analytics/{endpoint}, as an aligned table or CSV. */
 function metric(name: string, endpoint: string, summary: string, columns: string[]): Command {
   return {
@@ -195,14 +304,15 @@ const rows: Command = {
 
 const commands: Record<string, Command> = {
   load: {
-    usage: 'hr load FILE... [--table T] [--no-follow] [--strict]',
-    summary: 'Upload CSV files and follow the loads with a progress bar',
-    options: { table: { type: 'string' }, 'no-follow': { type: 'boolean' }, strict: { type: 'boolean' } },
+    usage: 'hr load FILE... [--table T] [--no-follow] [--strict] [--no-presign]',
+    summary: 'Upload CSV files (to a presigned URL when the service offers one) and follow the loads with a progress bar',
+    options: { table: { type: 'string' }, 'no-follow': { type: 'boolean' }, strict: { type: 'boolean' }, 'no-presign': { type: 'boolean' } },
     async run(client, { values, positionals }) {
       if (positionals.length === 0) throw new CliError('name at least one CSV file', EXIT.usage);
       if (values.table && positionals.length > 1) throw new CliError('--table goes with a single file', EXIT.usage);
       const files = positionals.map((f) => ({ file: f, table: tableOf(f, values.table) }));
       for (const f of files) await stat(f.file).catch(() => { throw new CliError(`no such file: ${f.file}`, EXIT.usage); });
+      if (!values['no-presign'] && (await presignedUploads(client))) return presignedLoad(client, files, values);
       let loads: Load[];
       if (files.length === 1) {
         const f = files[0]!;
@@ -230,7 +340,7 @@ const commands: Record<string, Command> = {
     async run(client, { values }) {
       const body = await client.json<Load[] | { loads: Load[] }>('GET', '/loads');
       const loads = Array.isArray(body) ? body : body.loads;
-      print(loads as unknown as Record<string, unknown>[], values.csv, ['id', 'table', 'status', 'rowsRead', 'inserted', 'updated', 'unchanged', 'rejected', 'createdAt']);
+      print(loads as unknown as Record<string, unknown>[], values.csv, ['id', 'table', 'status', 'source', 'sourceName', 'rowsRead', 'inserted', 'updated', 'unchanged', 'rejected', 'createdAt']);
       return EXIT.ok;
     },
   },

@@ -100,6 +100,23 @@ const schema = z.object({
   VERIFY_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
   /** CSV uploads (POST /loads with a text/csv or multipart body) one API process streams at once; 429 past it. */
   UPLOAD_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  /**
+   * Buckets besides the one of STORAGE_URL that `POST /loads {"table", "url": "s3://bucket/key"}`
+   * may read, comma-separated; empty (the default): only the bucket of STORAGE_URL.
+   */
+  LOAD_URL_BUCKETS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((b) => b.trim()).filter((b) => b !== ''))
+    .pipe(z.array(z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'LOAD_URL_BUCKETS holds bucket names, comma-separated'))),
+  /** How long a presigned upload URL (POST /uploads) works, in seconds: 1 s to 7 days. */
+  UPLOAD_URL_EXPIRES_SECONDS: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(3600),
+  /**
+   * The service's address as clients reach it (scheme://host[:port][/path]), for the presigned
+   * upload URLs of the local backend, which point at the service. Unset: the address the request
+   * for the URL came to (its Host header).
+   */
+  PUBLIC_URL: optionalUrl('PUBLIC_URL', ['http:', 'https:']),
   /** Backups and restores waiting or running on the backups queue (all processes) before more are refused with 429. */
   BACKUP_QUEUE_MAX: z.coerce.number().int().min(1).max(1000).default(4),
   /** An upload is refused (507) when the landing folder's disk would have less free space than this. */
@@ -114,6 +131,18 @@ const schema = z.object({
     .trim()
     .regex(/^\S+(\s+\S+){4,5}$/, 'RETENTION_CRON must be a cron pattern of 5 or 6 fields, e.g. "7 * * * *"')
     .default('7 * * * *'),
+  /**
+   * When the landing inbox (DATA_DIR/landing/inbox/) is scanned (cron, 5 or 6 fields, UTC): every
+   * minute by default; empty: never on a schedule (POST /landing/scan still scans).
+   */
+  LANDING_SCAN_CRON: z
+    .string()
+    .trim()
+    .default('* * * * *')
+    .refine((v) => v === '' || /^\S+(\s+\S+){4,5}$/.test(v), 'LANDING_SCAN_CRON must be a cron pattern of 5 or 6 fields, e.g. "* * * * *", or empty for no schedule')
+    .transform((v) => (v === '' ? undefined : v)),
+  /** An inbox file is taken once two looks at least this far apart find the same size and modification time. */
+  LANDING_SETTLE_MS: z.coerce.number().int().min(0).max(3_600_000).default(5_000),
   /** Largest request body POST /ingest accepts, counted on the stream. */
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /**

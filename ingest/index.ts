@@ -54,6 +54,7 @@ export async function ingestBatch(services: Services, table: TableDef, body: Par
   const { applied, all } = await writeBatch(pool, batch, rejects, (k) => rawOf(batch.positions[k]!), {
     requestId,
     rawMaxBytes: config.REJECT_RAW_MAX_BYTES,
+    log: services.log,
   });
 
   if (applied.inserted + applied.updated > 0) {
@@ -80,19 +81,31 @@ export async function ingestBatch(services: Services, table: TableDef, body: Par
 /**
  * The valid rows and every reject (the rules' and the unknown references the upsert finds) in one
  * transaction. Deadlocks, and a reference deleted between the check and the write, are retried
- * whole, as are connection failures (on a fresh connection).
+ * whole, as are connection failures (on a fresh connection); each retry is logged (warn).
+ *
+ * A batch the rules found no fault in is first tried as the one statement alone (it commits by
+ * itself; one round trip instead of three): it writes nothing when a row names a missing
+ * reference, and the batch is then written in a transaction with those rejects.
  */
 async function writeBatch(
   pool: Pool,
   batch: RowBatch,
   rejects: Reject[],
   rawOf: (k: number) => { raw: string; truncated: boolean },
-  opts: { requestId: string; rawMaxBytes: number },
+  opts: { requestId: string; rawMaxBytes: number; log: Services['log'] },
 ): Promise<{ applied: ApplyResult; all: Reject[] }> {
+  let alone = rejects.length === 0;
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
     let broken: Error | undefined;
+    let open = false;
     try {
+      if (alone) {
+        const applied = await applyBatch(client, batch, rawOf, { allOrNothing: true });
+        if (applied) return { applied, all: rejects };
+        alone = false;
+      }
+      open = true;
       await client.query('BEGIN');
       const applied = await applyBatch(client, batch, rawOf);
       const all = rejects.concat(applied.rejects).sort((a, b) => a.position - b.position);
@@ -100,11 +113,12 @@ async function writeBatch(
       await client.query('COMMIT');
       return { applied, all };
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
+      if (open) await client.query('ROLLBACK').catch(() => {});
       const code = (err as { code?: string }).code;
       const retry = code === '23503' || isTransientPgError(err);
       if (isTransientPgError(err) && code !== '40P01' && code !== '40001') broken = err as Error;
       if (!retry || attempt >= 5) throw err;
+      opts.log.warn({ requestId: opts.requestId, code, attempt, err: (err as Error).message }, 'batch not written; retrying it whole');
     } finally {
       client.release(broken);
     }

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Services } from '../jobs/index.js';
 import { enqueueLoads } from './enqueue.js';
 import { withDependencies, insertLoads, type LoadRow } from './store.js';
 import { generate } from './sample.js';
+import { storageOf } from './source.js';
 import { TABLE_NAMES } from '../core/tables.js';
 
 export const DEMO_ROWS = 20_000;
@@ -29,10 +31,14 @@ export async function startDemo(services: Services, rows = DEMO_ROWS): Promise<L
   }
   const dir = path.join(config.dirs.landing, 'demo');
   await generate({ rows, out: dir, badShare: 0.01, seed: 2021 });
+  // Made in DATA_DIR/landing/demo; with a bucket, copied to landing/demo/ there, where any worker reads it.
+  const storage = await storageOf(config);
   const landed = await Promise.all(
     TABLE_NAMES.map(async (table) => {
       const file = path.join(dir, `${table}.csv`);
-      return { id: randomUUID(), table, file, bytes: (await stat(file)).size };
+      const key = `landing/demo/${table}.csv`;
+      if (storage.kind !== 'local') await storage.put(key, createReadStream(file));
+      return { id: randomUUID(), table, file: key, bytes: (await stat(file)).size };
     }),
   );
   const loads = await insertLoads(pool, withDependencies(landed));

@@ -1,15 +1,45 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, realpath, rm, stat, statfs } from 'node:fs/promises';
+import { realpath, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
+import { pipeline, type Readable, Transform } from 'node:stream';
+import type { Config } from '../core/config.js';
 import { BadRequestError, InsufficientStorageError, PayloadTooLargeError } from '../core/errors.js';
+import { InvalidStorageKeyError, StorageNotFoundError, type Storage } from '../storage/index.js';
 
 /**
  * The landing folder: where uploaded CSV files are written and where `{table, path}` loads read.
- * Nothing outside it is ever opened for a load.
+ * Nothing outside it is ever opened for a load. It is `landing/` of the storage: the folder
+ * DATA_DIR/landing, or `landing/` under the bucket's prefix.
  */
+
+export const LANDING_PREFIX = 'landing/';
+export const UPLOADS_PREFIX = 'landing/uploads/';
+
+/**
+ * The file a `{table, path}` load names, as a storage key (`landing/…`) with its size. Local: a
+ * regular file under DATA_DIR/landing, symlinks resolved (one pointing out of the folder is
+ * outside); bucket: the object `landing/<path>`. 400 for anything else.
+ */
+export async function landingObject(config: Config, storage: Storage, given: string): Promise<{ file: string; bytes: number }> {
+  if (storage.kind === 'local') {
+    const { file, bytes } = await resolveLandingFile(config.dirs.landing, given);
+    const root = await realpath(config.storage.kind === 'local' ? config.storage.root : config.DATA_DIR);
+    const rel = path.relative(root, file);
+    // Under the storage root (always, unless DATA_DIR/landing is itself a link elsewhere): its key.
+    if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel)) return { file: rel.split(path.sep).join('/'), bytes };
+    return { file, bytes };
+  }
+  const rel = given.replace(/^\/+/, '').replace(/^landing\//, '');
+  let key: string;
+  try {
+    key = LANDING_PREFIX + rel;
+    const info = await storage.stat(key);
+    return { file: key, bytes: info.size };
+  } catch (err) {
+    if (err instanceof InvalidStorageKeyError) throw new BadRequestError(`path "${given}" is not a plain path under landing/`, { path: given });
+    if (err instanceof StorageNotFoundError) throw new BadRequestError(`no file "${given}" under landing/ in the bucket`, { path: given });
+    throw err;
+  }
+}
 
 /** The absolute, symlink-free path of a regular file under `landing`; 400 for anything else. */
 export async function resolveLandingFile(landing: string, given: string): Promise<{ file: string; bytes: number }> {
@@ -87,7 +117,8 @@ async function existing(dir: string): Promise<string> {
 export class ByteLimit extends Transform {
   bytes = 0;
   private unchecked = 0;
-  constructor(private readonly limits: UploadLimits, private readonly shared: ByteCount, private readonly dir: string) {
+  /** `dir`: the folder whose disk is watched (local storage); none for a bucket. */
+  constructor(private readonly limits: UploadLimits, private readonly shared: ByteCount, private readonly dir: string | undefined) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
@@ -95,30 +126,41 @@ export class ByteLimit extends Transform {
     this.shared.bytes += chunk.length;
     this.unchecked += chunk.length;
     if (this.shared.bytes > this.limits.maxBytes) return done(tooLarge(this.limits.maxBytes));
-    if (this.unchecked < DISK_CHECK_BYTES) return done(null, chunk);
+    if (this.unchecked < DISK_CHECK_BYTES || this.dir === undefined) return done(null, chunk);
     this.unchecked = 0;
     checkFreeDisk(this.dir, this.limits.minFreeBytes, chunk.length).then(() => done(null, chunk), done);
   }
 }
 
 /**
- * Streams `source` into `file` (a new file under landing), never holding it in memory; returns its
- * size. On any failure (413, 507, a broken connection) the partial file is removed.
+ * Streams `source` into the storage under `key`, never holding it in memory; returns its size.
+ * On any failure (413, 507, a broken connection, the store refusing) nothing is kept: the local
+ * backend removes its temp file, the bucket aborts its multipart upload. `diskDir`: the local
+ * folder whose free space is checked on the way (none for a bucket).
  */
-export async function saveUpload(file: string, source: Readable, limits: UploadLimits, shared: ByteCount = { bytes: 0 }): Promise<number> {
-  await mkdir(path.dirname(file), { recursive: true });
-  await checkFreeDisk(path.dirname(file), limits.minFreeBytes);
-  const counter = new ByteLimit(limits, shared, path.dirname(file));
+export async function saveUpload(
+  storage: Storage,
+  key: string,
+  source: Readable,
+  limits: UploadLimits,
+  shared: ByteCount = { bytes: 0 },
+  diskDir?: string,
+): Promise<number> {
+  if (diskDir !== undefined) await checkFreeDisk(diskDir, limits.minFreeBytes);
+  const counter = new ByteLimit(limits, shared, diskDir);
+  const counted = pipeline(source, counter, () => {});
   try {
-    await pipeline(source, counter, createWriteStream(file, { flags: 'wx' }));
+    await storage.put(key, counted);
   } catch (err) {
-    await rm(file, { force: true });
-    throw err;
+    source.destroy();
+    // The counter's own refusal (413, 507) rather than how the store reported the cut body.
+    throw counted.errored ?? err;
   }
   return counter.bytes;
 }
 
-export function uploadPath(landing: string, loadId: string, table: string): string {
+/** Where an upload is kept: `landing/uploads/<day>/<id>.<table>.csv`. */
+export function uploadKey(id: string, table: string): string {
   const day = new Date().toISOString().slice(0, 10);
-  return path.join(landing, 'uploads', day, `${loadId}.${table}.csv`);
+  return `${UPLOADS_PREFIX}${day}/${id}.${table}.csv`;
 }

@@ -8,8 +8,10 @@ import { type QueueJob } from '../jobs/index.js';
 import { requestWarehouseRefresh } from '../warehouse/index.js';
 import { TABLES } from '../core/tables.js';
 import { ChunkReader } from './reader.js';
+import { openLoadFile } from './source.js';
 import { ChunkWriter } from './writer.js';
 import { RETENTION_JOB, RETENTION_SCHEDULER_ID, runRetention, scheduleRetention } from './retention.js';
+import { finishInboxLoad, LANDING_SCAN_JOB, runLandingScan, scheduleLandingScan, type ScanJobData } from './inbox.js';
 
 /**
  * The processor of the `loads` queue: streams one CSV file into its table, chunk by chunk.
@@ -25,14 +27,25 @@ export async function startLoadWorker(services: Services): Promise<() => Promise
   const { config, log } = services;
   let stopping = false;
   if (!services.queues.durable) await resumeLoads(services);
-  // The queue also carries the scheduled retention job (loads/retention.ts).
-  const run = (job: QueueJob<LoadJobData>, token?: string) =>
-    job.name === RETENTION_JOB ? runRetention(services) : processLoad(services, job, token, () => stopping);
+  // The queue also carries the scheduled retention job (loads/retention.ts) and the landing
+  // inbox scans (loads/inbox.ts). An inbox load's file moves on as soon as its job ends.
+  const run = async (job: QueueJob<LoadJobData>, token?: string) => {
+    if (job.name === RETENTION_JOB) return runRetention(services);
+    if (job.name === LANDING_SCAN_JOB) return runLandingScan(services, job as QueueJob<ScanJobData>);
+    try {
+      return await processLoad(services, job, token, () => stopping);
+    } finally {
+      await finishInboxLoad(services, job.data.loadId).catch((err: unknown) =>
+        log.warn({ err, loadId: job.data.loadId }, 'could not move the inbox file of a finished load; the next scan will'),
+      );
+    }
+  };
   const stop = services.queues.process<LoadJobData>('loads', run, {
     concurrency: config.LOAD_CONCURRENCY,
     locks: { lockDuration: config.LOAD_LOCK_MS, stalledInterval: config.LOAD_STALLED_CHECK_MS, maxStalledCount: 3 },
     onFailed: (job, err) => {
       if (job.name === RETENTION_JOB) return void log.warn({ err }, 'retention failed; it runs again on RETENTION_CRON');
+      if (job.name === LANDING_SCAN_JOB) return void log.warn({ err }, 'landing inbox scan failed; it runs again on LANDING_SCAN_CRON');
       void (async () => {
         if ((await job.getState()) !== 'failed') return; // it will be retried
         const reason = /stalled/i.test(err.message)
@@ -44,6 +57,7 @@ export async function startLoadWorker(services: Services): Promise<() => Promise
   });
   if (config.UPLOAD_RETENTION_DAYS > 0 || config.REJECT_RETENTION_DAYS > 0) await scheduleRetention(services);
   else await services.queues.loads.removeJobScheduler(RETENTION_SCHEDULER_ID);
+  await scheduleLandingScan(services);
 
   const sweep = () => reconcile(services).catch((err: unknown) => log.warn({ err }, 'load sweep failed'));
   const timer = setInterval(sweep, Math.max(60_000, config.LOAD_STALLED_CHECK_MS * 4));
@@ -145,7 +159,8 @@ async function processLoad(services: Services, job: QueueJob<LoadJobData>, token
 async function runLoad(services: Services, load: LoadRow, log: Logger, stopping: () => boolean): Promise<Totals | 'stopped' | undefined> {
   const { config } = services;
   const table = TABLES[load.table_name];
-  const reader = await ChunkReader.open(load.file, table, load.next_offset, load.next_line, config.LOAD_CHUNK_ROWS, {
+  const source = await openLoadFile(config, load.file);
+  const reader = await ChunkReader.open(source, table, load.next_offset, load.next_line, config.LOAD_CHUNK_ROWS, {
     chunkBytes: config.LOAD_CHUNK_BYTES,
     fieldMaxBytes: config.FIELD_MAX_BYTES,
     rawMaxBytes: config.REJECT_RAW_MAX_BYTES,

@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer';
-import { open, type FileHandle } from 'node:fs/promises';
 import { Parser } from 'csv-parse';
 import type { Reject } from '../pg/index.js';
 import { CSV_OPTIONS, cleanRaw, csvApi, type CsvApi } from '../core/csv-dialect.js';
 import { UnprocessableError } from '../core/errors.js';
 import { isHeader, RowBatch, type TableDef } from '../core/tables.js';
+import { diskSource, type ByteSource } from './source.js';
 
 /** A run of consecutive records of a file, validated and ready to write in one transaction. */
 export interface Chunk {
@@ -46,6 +46,8 @@ const READ_BYTES = 64 * 1024;
 /** A record longer than this is an unclosed quote, not data: fail instead of buffering the file. */
 const MAX_RECORD_BYTES = 1 << 20;
 const BOM = [0xef, 0xbb, 0xbf];
+/** How much of the start of a file is looked at to tell binary data from CSV text. */
+const SNIFF_BYTES = 64 * 1024;
 
 /** What bounds a chunk, and the rules' field limit (the settings of the same names). */
 export interface ReaderLimits {
@@ -90,8 +92,11 @@ export class ChunkReader {
   private ready: Chunk[] = [];
   private cur: Chunk;
 
+  private input: AsyncIterator<Buffer> | undefined;
+  private pending: Buffer | undefined;
+
   private constructor(
-    private readonly fh: FileHandle,
+    private readonly source: ByteSource,
     private readonly table: TableDef,
     private readonly chunkRows: number,
     private readonly limits: ReaderLimits,
@@ -110,47 +115,76 @@ export class ChunkReader {
     this.cur = this.newChunk();
   }
 
+  /**
+   * A reader of `file` (a path on this machine, or a ByteSource: an object in the storage) from
+   * byte `startOffset`, at physical line `startLine`: a resumed load asks the storage for that
+   * range only.
+   */
   static async open(
-    file: string,
+    file: string | ByteSource,
     table: TableDef,
     startOffset: number,
     startLine: number,
     chunkRows: number,
     limits: Partial<ReaderLimits> = {},
   ): Promise<ChunkReader> {
-    let fh: FileHandle;
-    try {
-      fh = await open(file, 'r');
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ENOENT') {
-        throw new UnprocessableError(
-          'the file of this load no longer exists: an upload is removed UPLOAD_RETENTION_DAYS after its load finished, and a landing file may have been moved; send the file again',
-        );
-      }
-      throw err;
-    }
-    return new ChunkReader(fh, table, chunkRows, { ...DEFAULT_LIMITS, ...limits }, startOffset, startLine);
+    const source = typeof file === 'string' ? await diskSource(file) : file;
+    return new ChunkReader(source, table, chunkRows, { ...DEFAULT_LIMITS, ...limits }, startOffset, startLine);
   }
 
   async close(): Promise<void> {
-    await this.fh.close().catch(() => {});
+    const input = this.input;
+    this.input = undefined;
+    await input?.return?.().catch(() => {});
+    await this.source.close().catch(() => {});
+  }
+
+  /** The next piece of the file (at most READ_BYTES; the first at least SNIFF_BYTES when the file has them), or none at its end. */
+  private async read(): Promise<Buffer | undefined> {
+    this.input ??= (await this.source.stream(this.readPos))[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const pull = async (): Promise<Buffer | undefined> => {
+      if (this.pending) {
+        const p = this.pending;
+        this.pending = undefined;
+        return p;
+      }
+      const r = await this.input!.next();
+      return r.done ? undefined : Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    };
+    let piece = await pull();
+    if (piece && this.readPos === 0) {
+      // The binary sniff looks at the first 64 KiB whole, however the store cuts its stream.
+      const parts = [piece];
+      let size = piece.length;
+      while (size < SNIFF_BYTES) {
+        const more = await pull();
+        if (!more) break;
+        parts.push(more);
+        size += more.length;
+      }
+      piece = parts.length === 1 ? piece : Buffer.concat(parts);
+      return piece;
+    }
+    if (piece && piece.length > READ_BYTES) {
+      this.pending = piece.subarray(READ_BYTES);
+      piece = piece.subarray(0, READ_BYTES);
+    }
+    return piece;
   }
 
   /** The next chunk; the last one has `final` set (possibly with no rows). */
   async next(): Promise<Chunk> {
     while (this.ready.length === 0) {
       if (this.eof) throw new Error('read past the end of the file');
-      const buf = Buffer.allocUnsafe(READ_BYTES);
-      const { bytesRead } = await this.fh.read(buf, 0, READ_BYTES, this.readPos);
+      const piece = await this.read();
       let err: Error | undefined;
-      if (bytesRead === 0) {
+      if (!piece || piece.length === 0) {
         this.eof = true;
         err = this.api.parse(undefined, true, this.onRecord, () => {});
       } else {
-        const piece = buf.subarray(0, bytesRead);
         if (this.readPos === 0) this.checkText(piece);
         this.bufs.push({ buf: piece, start: this.readPos, utf8: isUtf8(piece) });
-        this.readPos += bytesRead;
+        this.readPos += piece.length;
         err = this.api.parse(piece, false, this.onRecord, () => {});
       }
       if (err) {
@@ -168,8 +202,8 @@ export class ChunkReader {
   /** The raw text of bytes [start, end) of the file, line break trimmed and cut at the raw cap (for reference rejects). */
   async rawAt(start: number, end: number): Promise<{ raw: string; truncated: boolean }> {
     const max = this.limits.rawMaxBytes;
-    const buf = Buffer.alloc(Math.min(end - start, max + 2));
-    const { bytesRead } = await this.fh.read(buf, 0, buf.length, start);
+    const buf = await this.source.read(start, Math.min(end - start, max + 2));
+    const bytesRead = buf.length;
     // Longer than the cap even without its line break (at most 2 bytes): cut, whatever its end holds.
     if (end - start > max + 2) return { raw: cleanRaw(buf.toString('utf8', 0, charStart(buf, max))), truncated: true };
     let stop = bytesRead;

@@ -1,13 +1,15 @@
-import { readdir, rm, rmdir } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Services } from '../jobs/index.js';
+import { UPLOADS_PREFIX } from './landing.js';
+import { fileRef, storageOf } from './source.js';
 
 /**
  * Retention: what the service removes by itself so the disk and the rejects table do not grow
  * for ever. Runs as a job on the `loads` queue, added by a job scheduler on RETENTION_CRON (UTC),
  * so it runs on either runner and once per tick however many workers there are.
  *
- * - Uploads (files under landing/uploads/) of loads that finished more than UPLOAD_RETENTION_DAYS
+ * - Uploads (objects under landing/uploads/ of the storage: the folder or the bucket) of loads that finished more than UPLOAD_RETENTION_DAYS
  *   ago are deleted; the load keeps its record, with `file_removed_at` set. Files a user put in
  *   the landing folder (`{table, path}` loads) are theirs and never touched. Upload files that no
  *   load row names (a request that died between writing and recording) go after the same time.
@@ -45,6 +47,9 @@ export async function runRetention(services: Pick<Services, 'config' | 'pool' | 
     const cutoff = new Date(now - config.UPLOAD_RETENTION_DAYS * DAY_MS);
     result.uploadsRemoved = await removeUploads(services, cutoff);
     result.orphansRemoved = await removeOrphans(services, cutoff);
+    // Records of presigned uploads whose URL expired before the cutoff: their file, if any, is an
+    // upload like the others (removed above once loaded and old, or as an orphan); a load keeps its own record.
+    await services.pool.query('DELETE FROM uploads WHERE expires_at < $1', [cutoff]);
   }
   if (config.REJECT_RETENTION_DAYS > 0) {
     result.rejectsRemoved = await pruneRejects(services, new Date(now - config.REJECT_RETENTION_DAYS * DAY_MS));
@@ -56,42 +61,55 @@ export async function runRetention(services: Pick<Services, 'config' | 'pool' | 
 const uploadsDir = (config: Services['config']) => path.join(config.dirs.landing, 'uploads');
 
 async function removeUploads({ config, pool }: Pick<Services, 'config' | 'pool'>, cutoff: Date): Promise<number> {
-  const prefix = uploadsDir(config) + path.sep;
+  // Keys of the storage; loads recorded before it name their upload by its absolute path.
+  const legacy = uploadsDir(config) + path.sep;
+  const storage = await storageOf(config);
   let removed = 0;
   for (;;) {
     const { rows } = await pool.query<{ id: string; file: string }>(
       `SELECT id, file FROM loads
-        WHERE status IN ('succeeded', 'failed') AND file_removed_at IS NULL AND finished_at < $1 AND starts_with(file, $2)
-        ORDER BY finished_at LIMIT $3`,
-      [cutoff, prefix, BATCH],
+        WHERE status IN ('succeeded', 'failed') AND file_removed_at IS NULL AND finished_at < $1
+          AND (starts_with(file, $2) OR starts_with(file, $3))
+        ORDER BY finished_at LIMIT $4`,
+      [cutoff, UPLOADS_PREFIX, legacy, BATCH],
     );
     if (rows.length === 0) return removed;
-    await Promise.all(rows.map((r) => rm(r.file, { force: true })));
+    await Promise.all(
+      rows.map((r) => {
+        const ref = fileRef(r.file);
+        return ref.kind === 'path' ? rm(ref.path, { force: true }) : storage.delete(r.file);
+      }),
+    );
     await pool.query('UPDATE loads SET file_removed_at = now() WHERE id = ANY($1::uuid[])', [rows.map((r) => r.id)]);
     removed += rows.length;
     if (rows.length < BATCH) return removed;
   }
 }
 
-/** Upload files of days before the cutoff that no load names; then the day folders left empty. */
+/** Upload objects of days before the cutoff that no load names; then (local) the day folders left empty. */
 async function removeOrphans({ config, pool }: Pick<Services, 'config' | 'pool'>, cutoff: Date): Promise<number> {
-  const root = uploadsDir(config);
+  const storage = await storageOf(config);
   // A whole day older than the cutoff, so a file being written right now is never a candidate.
   const lastDay = new Date(cutoff.getTime() - DAY_MS).toISOString().slice(0, 10);
-  const days = (await readdir(root).catch(() => [] as string[])).filter((d) => DAY_FOLDER.test(d) && d <= lastDay);
+  const byDay = new Map<string, { key: string; id: string | undefined }[]>();
+  for await (const o of storage.list(UPLOADS_PREFIX)) {
+    const [day, name, ...deeper] = o.key.slice(UPLOADS_PREFIX.length).split('/');
+    if (!day || !name || deeper.length > 0 || !DAY_FOLDER.test(day) || day > lastDay) continue;
+    const list = byDay.get(day) ?? [];
+    list.push({ key: o.key, id: UPLOAD_FILE.exec(name)?.[1] });
+    byDay.set(day, list);
+  }
   let removed = 0;
-  for (const day of days) {
-    const dir = path.join(root, day);
-    const files = (await readdir(dir).catch(() => [] as string[])).map((f) => ({ f, id: UPLOAD_FILE.exec(f)?.[1] }));
+  for (const [day, files] of byDay) {
     const ids = files.flatMap((x) => (x.id ? [x.id] : []));
     const { rows } = await pool.query<{ id: string }>('SELECT id FROM loads WHERE id = ANY($1::uuid[])', [ids]);
     const known = new Set(rows.map((r) => r.id));
-    for (const { f, id } of files) {
+    for (const { key, id } of files) {
       if (!id || known.has(id)) continue;
-      await rm(path.join(dir, f), { force: true });
+      await storage.delete(key);
       removed++;
     }
-    await rmdir(dir).catch(() => {}); // only when empty
+    if (storage.kind === 'local') await rmdir(path.join(uploadsDir(config), day)).catch(() => {}); // only when empty
   }
   return removed;
 }

@@ -2,15 +2,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError } from '../core/errors.js';
 import type { Services } from '../jobs/index.js';
 import { enqueueLoads } from './enqueue.js';
-import { failLoad, getLoads, insertLoads, isTerminal, withDependencies, type LoadRow } from './store.js';
-import type { Landed } from './uploads.js';
+import { failLoad, getLoads, insertLoads, isTerminal, withDependencies, type LoadRow, type NewLoad } from './store.js';
 
 /**
  * Records the loads of one request and queues them. If the queue cannot take them, the loads are
  * marked failed (nothing waits for ever) and the caller gets 503. With `wait`, polls until every
  * load has finished or LOAD_WAIT_MS passed; `finished` says which.
  */
-export async function startLoads(services: Services, landed: readonly Landed[], wait: boolean): Promise<{ loads: LoadRow[]; finished: boolean }> {
+export async function startLoads(services: Services, landed: readonly Omit<NewLoad, 'after'>[], wait: boolean): Promise<{ loads: LoadRow[]; finished: boolean }> {
   const { pool, config } = services;
   let loads = await insertLoads(pool, withDependencies(landed));
   try {

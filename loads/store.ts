@@ -1,6 +1,7 @@
-import { dataPath } from '../core/config.js';
+import type { Config } from '../core/config.js';
 import type { Pool, PoolClient } from '../core/db.js';
 import type { TableName } from '../core/tables.js';
+import { showFile } from './source.js';
 
 /**
  * The `loads` table: one row per CSV file, the source of truth for a load's state. The API
@@ -29,7 +30,13 @@ export interface LoadRow {
   started_at: Date | null;
   finished_at: Date | null;
   file_removed_at: Date | null;
+  /** 'api' (POST /loads, the demo) or 'inbox' (a file dropped into landing/inbox/). */
+  source: LoadSource;
+  /** Inbox loads: the file's name as it was dropped. */
+  source_name: string | null;
 }
+
+export type LoadSource = 'api' | 'inbox';
 
 /** What GET /loads/{id} answers. */
 export interface LoadView {
@@ -49,15 +56,21 @@ export interface LoadView {
   startedAt: string | null;
   finishedAt: string | null;
   fileRemovedAt: string | null;
+  source: LoadSource;
+  sourceName: string | null;
 }
 
-/** The answer for a load; its file is shown relative to DATA_DIR. */
-export function toView(r: LoadRow, dataDir: string): LoadView {
+/**
+ * The answer for a load; its file is shown relative to DATA_DIR (local storage) or as
+ * `s3://bucket/key` (loads/source.ts showFile). A bare DATA_DIR means the local storage.
+ */
+export function toView(r: LoadRow, where: Pick<Config, 'DATA_DIR' | 'storage'> | string): LoadView {
+  const config = typeof where === 'string' ? { DATA_DIR: where, storage: { kind: 'local' as const, root: where } } : where;
   return {
     id: r.id,
     table: r.table_name,
     status: r.status,
-    file: dataPath(dataDir, r.file),
+    file: showFile(r.file, config),
     bytes: r.bytes,
     rowsRead: r.rows_read,
     inserted: r.inserted,
@@ -70,6 +83,8 @@ export function toView(r: LoadRow, dataDir: string): LoadView {
     startedAt: r.started_at?.toISOString() ?? null,
     finishedAt: r.finished_at?.toISOString() ?? null,
     fileRemovedAt: r.file_removed_at?.toISOString() ?? null,
+    source: r.source,
+    sourceName: r.source_name,
   };
 }
 
@@ -84,6 +99,8 @@ export interface NewLoad {
   file: string;
   bytes: number;
   after?: string[];
+  source?: LoadSource;
+  sourceName?: string;
 }
 
 /**
@@ -99,9 +116,10 @@ export function withDependencies(landed: readonly Omit<NewLoad, 'after'>[]): New
 
 export async function insertLoads(db: Pool | PoolClient, loads: readonly NewLoad[]): Promise<LoadRow[]> {
   const { rows } = await db.query<LoadRow>(
-    `INSERT INTO loads (id, table_name, file, bytes, after_loads)
-     SELECT l.id, l.table_name, l.file, l.bytes, ARRAY(SELECT jsonb_array_elements_text(l.after))::uuid[]
-       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[]) AS l(id, table_name, file, bytes, after)
+    `INSERT INTO loads (id, table_name, file, bytes, after_loads, source, source_name)
+     SELECT l.id, l.table_name, l.file, l.bytes, ARRAY(SELECT jsonb_array_elements_text(l.after))::uuid[], l.source, l.source_name
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::text[], $7::text[])
+         AS l(id, table_name, file, bytes, after, source, source_name)
      RETURNING *`,
     [
       loads.map((l) => l.id),
@@ -109,6 +127,8 @@ export async function insertLoads(db: Pool | PoolClient, loads: readonly NewLoad
       loads.map((l) => l.file),
       loads.map((l) => l.bytes),
       loads.map((l) => JSON.stringify(l.after ?? [])),
+      loads.map((l) => l.source ?? 'api'),
+      loads.map((l) => l.sourceName ?? null),
     ],
   );
   const byId = new Map(rows.map((r) => [r.id, r]));

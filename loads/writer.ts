@@ -48,6 +48,8 @@ export class ChunkWriter {
   private readonly stageTable: string;
   private readonly refs: readonly ReferenceCheck[];
   private started = 0;
+  /** Embedded: skip the per-row FK triggers per chunk transaction (SET LOCAL), see `open`. */
+  private replicaPerChunk = false;
 
   private constructor(
     private readonly pool: Pool,
@@ -91,6 +93,11 @@ export class ChunkWriter {
         // Sorting a chunk by id (DISTINCT ON, lock order) in memory, not in temporary files.
         await client.query(`SET work_mem = '64MB'`);
       }
+      // Embedded, a transaction holds the one session alone (the socket server runs no other
+      // connection's statements meanwhile), so the setting is made per chunk with SET LOCAL and
+      // ends with its transaction; together with the COPY through a blob (pg/copy-in.ts) this is
+      // the same bulk path as on a server.
+      w.replicaPerChunk = setBasedFk && shared && w.refs.length > 0;
       if (setBasedFk && !shared && w.refs.length > 0) {
         try {
           await client.query('SET session_replication_role = replica');
@@ -144,6 +151,7 @@ export class ChunkWriter {
       }
       const plan: Plan = { chunk, data: chunk.copy, rows: chunk.ids.length, rejects: chunk.rejects, direct: false };
       if (plan.rows === 0) return plan;
+      if (this.replicaPerChunk) await db.query('SET LOCAL session_replication_role = replica');
       // The lock order every writer keeps (a restore too): the table written first, the tables it
       // references after. Taking the write lock now, before the reference rows are locked and the
       // table is read, means a chunk never holds a lock a restore waits for while it waits for one

@@ -1,10 +1,10 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-// Types only here: PGlite is loaded when an embedded server starts, so processes on a PostgreSQL
-// server (workers, backups, restores) do not pay for loading it.
-import type { PGlite } from '@electric-sql/pglite';
-import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { Logger } from '../core/log.js';
+import { registerInProcess } from './blob-copy.js';
 
 /**
  * PostgreSQL without a server: PGlite (PostgreSQL compiled to WebAssembly, stored in a folder)
@@ -15,8 +15,9 @@ import type { Logger } from '../core/log.js';
  * - One backend session serves every connection; the socket server runs one transaction at a
  *   time and queues the others' statements meanwhile. Session state (SET, temporary tables)
  *   is shared, so code that changes it checks `isEmbeddedPostgres()` (pg/copy-in.ts).
- * - `COPY … FROM STDIN` is not supported over the socket; bulk writes go through
- *   `copyIn()`, which inserts batches from arrays there. `COPY … TO STDOUT` works.
+ * - `COPY … FROM STDIN` is not supported over the socket; bulk writes go through `copyIn()`,
+ *   which hands COPY text inside a transaction to this PGlite directly (pg/blob-copy.ts) and
+ *   inserts batches from arrays otherwise. `COPY … TO STDOUT` works.
  * - One process may open the folder at a time: a lock file holding the pid guards it.
  * - pglite-socket feeds PGlite one protocol message at a time, from whichever connection sent
  *   one; two connections' extended-protocol queries (Parse, Bind, Execute … Sync) then interleave
@@ -55,18 +56,23 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
   let db: PGlite | undefined;
   try {
     const started = performance.now();
-    const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite-socket')]);
-    db = await PGlite.create(dataDir ? { dataDir } : {});
+    if (dataDir && !(await exists(path.join(dataDir, 'PG_VERSION')))) {
+      await initdbElsewhere(dataDir);
+      log?.debug({ dataDir, ms: Math.round(performance.now() - started) }, 'embedded PostgreSQL: new database folder created');
+    }
+    db = await PGlite.create({ ...(dataDir ? { dataDir } : {}), startParams: START_PARAMS });
     const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: opts.maxConnections ?? 64 });
     groupExtendedQueries(server);
     await server.start();
     const port = Number(server.getServerConn().split(':').pop());
+    const unregister = registerInProcess('127.0.0.1', port, db);
     log?.debug({ dataDir: dataDir ?? 'memory', port, ms: Math.round(performance.now() - started) }, 'embedded PostgreSQL ready');
     const opened = db;
     return {
       url: `postgres://postgres@127.0.0.1:${port}/postgres`,
       dataDir: dataDir ?? 'memory',
       async stop() {
+        unregister();
         await server.stop();
         await opened.close();
         await unlock();
@@ -77,6 +83,52 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
     await unlock();
     throw err;
   }
+}
+
+/**
+ * Memory. PGlite's WebAssembly heap only grows (to the most it ever needed) and is never given
+ * back, so the settings that size it are what bound the process: PostgreSQL's defaults assume a
+ * server with the machine to itself. Measured with the 20,000-hire demo loaded: 128 MB of
+ * shared_buffers (the default) alone is as much again as the whole service besides; 32 MB holds
+ * the demo's tables and indexes several times over and loads run as fast. A folder made by an
+ * earlier version keeps working: these are start parameters, not written into its files.
+ */
+const START_PARAMS = [
+  ...PGlite.defaultStartParams,
+  '-c',
+  'shared_buffers=32MB',
+];
+
+/**
+ * Creates a new database folder (initdb) in a short-lived child process. PGlite runs initdb in a
+ * second instance of itself inside the opening process and its memory is not given back
+ * afterwards: done here, the first start of the service would hold some 450 MB more for good.
+ */
+async function initdbElsewhere(dataDir: string): Promise<void> {
+  const pglite = import.meta.resolve('@electric-sql/pglite');
+  const code =
+    `const { PGlite } = await import(${JSON.stringify(pglite)});` +
+    `const db = await PGlite.create({ dataDir: process.argv[1], startParams: JSON.parse(process.argv[2]) });` +
+    `await db.close();`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code, dataDir, JSON.stringify(START_PARAMS)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const code_ = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (c) => resolve(c));
+  });
+  if (code_ !== 0) throw new Error(`could not create the embedded database in ${dataDir} (exit code ${code_}): ${stderr.trim()}`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The part of pglite-socket's (internal) query queue the socket handlers call. */

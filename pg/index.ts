@@ -1,6 +1,7 @@
 /**
  * pg/ — PostgreSQL plumbing shared by the features: the embedded server (PGlite) used when
- * DATABASE_URL is unset, bulk writes (`COPY … FROM STDIN`, or batched inserts on PGlite), the one
+ * DATABASE_URL is unset, bulk writes (`COPY … FROM STDIN`; on PGlite, COPY through its blob device
+ * inside a transaction, else batched inserts), the one
  * binary COPY codec, and the rejects table. May import: core/.
  */
 export {

@@ -18,6 +18,41 @@ export async function openStorage(config: Config, tuning?: S3Tuning): Promise<St
   return new LocalStorage(config.storage.root, createUrlSigner(secret, source));
 }
 
+const opened = new WeakMap<Config, Promise<Storage>>();
+
+/**
+ * The process's storage for `config`, opened on first use and shared by every feature that keeps
+ * files (backups, the warehouse): one S3 client (one connection pool) per process, not one per
+ * call. Keyed by the config object, so each test suite (its own config) gets its own.
+ */
+export function storageFor(config: Config): Promise<Storage> {
+  let s = opened.get(config);
+  if (!s) {
+    s = openStorage(config);
+    opened.set(config, s);
+    s.catch(() => opened.delete(config));
+  }
+  return s;
+}
+
+/** Closes and forgets the storage `storageFor` opened for `config` (tests, process shutdown). */
+export async function closeStorageFor(config: Config): Promise<void> {
+  const s = opened.get(config);
+  if (!s) return;
+  opened.delete(config);
+  await (await s.catch(() => undefined))?.close();
+}
+
+/**
+ * The whole of one bucket (no prefix), reached with the settings of the configured bucket: for
+ * loads of a named object (`s3://bucket/key`). Only with STORAGE_URL=s3://…; the caller closes it.
+ */
+export async function openBucket(config: Config, bucket: string, tuning?: S3Tuning): Promise<Storage> {
+  if (config.storage.kind !== 's3') throw new TypeError('openBucket needs STORAGE_URL=s3://…');
+  const { S3Storage } = await import('./s3.js');
+  return new S3Storage({ ...config.storage, bucket, prefix: '' }, tuning);
+}
+
 export type { Body, ByteRange, ObjectInfo, PresignedPut, PresignOptions, PutResult, Storage } from './storage.js';
 export { MAX_PRESIGN_SECONDS } from './storage.js';
 export type { S3Tuning } from './s3.js';

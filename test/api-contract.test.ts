@@ -42,6 +42,11 @@ describe('/openapi.json', () => {
       'GET /loads': ['query:limit', 'query:status', 'query:table'],
       'GET /loads/{id}': ['path:id'],
       'GET /loads/{id}/rejects': ['path:id'],
+      'POST /uploads': [],
+      'PUT /uploads/{id}': ['path:id', 'query:expires', 'query:signature'],
+      'POST /uploads/{id}/load': ['path:id', 'query:wait'],
+      'GET /landing': [],
+      'POST /landing/scan': ['query:wait'],
       'POST /backups': ['query:wait'],
       'GET /backups': ['query:table'],
       'GET /backups/{id}': ['path:id'],
@@ -75,6 +80,8 @@ describe('/openapi.json', () => {
     const doc = await openapi();
     const routes = [
       ['/loads', 'LOAD_WAIT_MS'],
+      ['/uploads/{id}/load', 'LOAD_WAIT_MS'],
+      ['/landing/scan', 'LOAD_WAIT_MS'],
       ['/backups', 'BACKUP_WAIT_MS'],
       ['/warehouse/refresh', 'WAREHOUSE_REFRESH_WAIT_MS'],
     ] as const;
@@ -93,6 +100,8 @@ describe('?wait on every route that has it', () => {
     'POST /loads': (q: string) => app.request(`/loads?table=jobs&${q}`, { method: 'POST', headers: csv, body: '1,Clerk\n' }),
     'POST /backups': (q: string) => app.request(`/backups?${q}`, { method: 'POST', headers: json, body: '{}' }),
     'POST /warehouse/refresh': (q: string) => app.request(`/warehouse/refresh?${q}`, { method: 'POST' }),
+    'POST /uploads/{id}/load': (q: string) => app.request(`/uploads/0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77/load?${q}`, { method: 'POST' }),
+    'POST /landing/scan': (q: string) => app.request(`/landing/scan?${q}`, { method: 'POST' }),
   };
 
   test.each(Object.entries(requests))('%s: anything but true, false, 1, 0 is a 400 naming wait, and starts nothing', async (_, send) => {
@@ -128,6 +137,12 @@ describe('?wait on every route that has it', () => {
     const res = await requests['POST /warehouse/refresh']('wait=1');
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ jobId: expect.any(String), status: 'queued' });
+  });
+
+  test('POST /landing/scan?wait=1 with no worker: 202 with the scan job and its state after LOAD_WAIT_MS', async () => {
+    const res = await requests['POST /landing/scan']('wait=1');
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ jobId: expect.stringMatching(/^landing-scan-/), status: 'queued' });
   });
 
   test('a restore always waits: 202 with the job and its state after BACKUP_WAIT_MS', async () => {

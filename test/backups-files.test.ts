@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
@@ -9,7 +9,7 @@ import avro from 'avsc';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { avroType } from '../backup/avro.js';
-import { listIds, newBackupId, prune, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
+import { backupStorage, listIds, newBackupId, prune, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
 import { TABLES } from '../core/tables.js';
 import { startBackupWorker } from '../backup/processor.js';
 import { refreshWarehouse } from '../warehouse/refresh.js';
@@ -63,7 +63,7 @@ const fileOf = (id: string, table: string) => path.join(setDir(s.config.dirs.bac
 async function blessFile(id: string, table: string, rows?: number): Promise<void> {
   const file = fileOf(id, table);
   const data = await readFile(file);
-  const m = await readManifest(s.config.dirs.backups, id);
+  const m = await readManifest(await backupStorage(s.config), id);
   const entry = m.tables.find((t) => t.table === table)!;
   entry.bytes = data.length;
   entry.sha256 = createHash('sha256').update(data).digest('hex');
@@ -189,7 +189,7 @@ describe('rows that break the data rules', () => {
 // A second process backs up the suite's database: the embedded PostgreSQL belongs to this process.
 describe.skipIf(EMBEDDED)('a crash during a backup', () => {
   test('leaves no file that looks finished, and nothing listed', async () => {
-    const listed = await listIds(s.config.dirs.backups);
+    const listed = await listIds(await backupStorage(s.config));
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/crash-backup.ts'], {
       env: { ...process.env, DATABASE_URL: s.config.DATABASE_URL, REDIS_URL: s.config.REDIS_URL, DATA_DIR: s.config.DATA_DIR, LOG_LEVEL: 'silent' },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -207,12 +207,10 @@ describe.skipIf(EMBEDDED)('a crash during a backup', () => {
     const inside = await readdir(path.join(s.config.dirs.backups, partial[0]!));
     expect(inside.length).toBeGreaterThan(0);
     expect(inside.every((f) => f.endsWith('.part'))).toBe(true);
-    expect(await listIds(s.config.dirs.backups)).toEqual(listed);
+    expect(await listIds(await backupStorage(s.config))).toEqual(listed);
 
     // The dot-folder of a crashed run goes once it is a day old.
-    const old = new Date(Date.now() - 25 * 3600_000);
-    await utimes(path.join(s.config.dirs.backups, partial[0]!), old, old);
-    await prune(s.config.dirs.backups, 0);
+    await prune(await backupStorage(s.config), 0, Date.now() + 25 * 3600_000, s.config.dirs.backups);
     expect((await readdir(s.config.dirs.backups)).filter((n) => n.endsWith('.partial'))).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { listIds, readManifest } from '../backup/sets.js';
+import { backupStorage, listIds, readManifest } from '../backup/sets.js';
 import { startBackupWorker } from '../backup/processor.js';
 import { createTestServices, type TestServices } from './support/services.js';
 
@@ -25,9 +25,9 @@ test('BACKUP_CRON backs every table up on schedule and BACKUP_KEEP keeps the new
   }
   await stopWorker();
   stopWorker = undefined;
-  const ids = await listIds(s.config.dirs.backups);
+  const ids = await listIds(await backupStorage(s.config));
   expect(ids).toHaveLength(2);
-  const m = await readManifest(s.config.dirs.backups, ids[0]!);
+  const m = await readManifest(await backupStorage(s.config), ids[0]!);
   expect(m.reason).toBe('schedule');
   expect(m.tables.map((t) => [t.table, t.rows])).toEqual([
     ['departments', 1],

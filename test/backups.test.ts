@@ -2,7 +2,7 @@ import { copyFile, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
-import { listBackups, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
+import { backupStorage, listBackups, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
 import { startBackupWorker } from '../backup/processor.js';
 import { waitForJob } from '../jobs/index.js';
 import { createTestServices, type TestServices } from './support/services.js';
@@ -66,7 +66,7 @@ async function restore(table: string, body: object = {}): Promise<Response> {
 }
 
 async function setManifest(id: string, edit: (m: Manifest) => void): Promise<void> {
-  const m = await readManifest(s.config.dirs.backups, id);
+  const m = await readManifest(await backupStorage(s.config), id);
   edit(m);
   await writeFile(path.join(setDir(s.config.dirs.backups, id), 'manifest.json'), JSON.stringify(m));
 }
@@ -79,7 +79,7 @@ describe('backup and replace restore', () => {
     expect(new Set(entries.map((e) => e.id)).size).toBe(1);
     expect(entries.find((e) => e.table === 'hired_employees')).toMatchObject({ rows: 3000 });
     const id = entries[0]!.id;
-    const m = await readManifest(s.config.dirs.backups, id);
+    const m = await readManifest(await backupStorage(s.config), id);
     expect(m).toMatchObject({ id, schemaVersion: expect.any(Number), tables: expect.any(Array) });
     expect(m.tables[0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
 

@@ -134,3 +134,25 @@ describe('hr exit codes', () => {
     expect(lenient.stderr).toMatch(/^see the rejects with: hr rejects \S+$/m);
   });
 });
+
+describe('hr load through upload URLs', () => {
+  test('presigned when /health offers it: each file PUT with a progress line, hired_employees loaded after the others; --no-presign posts the files', async () => {
+    const run = await hr(['load', fixture('hired_employees'), fixture('departments'), fixture('jobs')]);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/^uploading departments \(departments\.csv\) .*100%/m);
+    expect(run.stderr).toMatch(/^uploading hired_employees \(hired_employees\.csv\) .*100%/m);
+    expect(run.stdout).toMatch(/\bdepartments\s+succeeded\s+12\b/);
+    expect(run.stdout).toMatch(/\bjobs\s+succeeded\s+183\b/);
+    expect(run.stdout).toMatch(/\bhired_employees\s+succeeded\s+1999\b/);
+    // hired_employees started once its siblings had finished.
+    const { rows } = await s.pool.query<{ table_name: string; created_at: Date; finished_at: Date }>(
+      `SELECT l.table_name, l.created_at, l.finished_at FROM loads l JOIN uploads u ON u.id = l.id ORDER BY l.created_at DESC LIMIT 3`,
+    );
+    const hired = rows.find((r) => r.table_name === 'hired_employees')!;
+    for (const r of rows.filter((x) => x !== hired)) expect(r.finished_at.getTime()).toBeLessThanOrEqual(hired.created_at.getTime());
+
+    const plain = await hr(['load', '--no-presign', fixture('departments')]);
+    expect(plain.code).toBe(0);
+    expect(plain.stderr).not.toMatch(/uploading/);
+  });
+});

@@ -97,4 +97,5 @@ test('npm start -- --demo without DATABASE_URL or REDIS_URL serves the metrics o
   } finally {
     expect(await stop(second)).toBe(0);
   }
-});
+  // Two starts of embedded PostgreSQL and a 20,000-row load: seconds on a quiet machine, minutes on a busy one.
+}, 180_000);

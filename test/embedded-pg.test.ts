@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { BLOB_BYTES, blobCopyStats } from '../pg/blob-copy.js';
 import { copyIn, isEmbeddedPostgres } from '../pg/copy-in.js';
 import { createPool, type Pool } from '../core/db.js';
 import { EmbeddedPostgresLockedError, startEmbeddedPostgres, type EmbeddedPostgres } from '../pg/embedded.js';
@@ -118,4 +119,93 @@ test('a second process cannot open the same folder, and the data outlives a rest
   pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres') });
   pool = createPool(pg.url, 2);
   expect((await pool.query('SELECT v FROM kept')).rows).toEqual([{ v: 'still here' }]);
+});
+
+describe('COPY text through the blob of the PGlite in this process', () => {
+  const he = TABLES.hired_employees;
+  beforeAll(async () => {
+    await pool.query(`CREATE TABLE hb (id integer PRIMARY KEY, name text, datetime timestamptz, department_id integer, job_id integer)`);
+  });
+
+  test('inside a transaction: escapes, NULLs, split rows and pieces past BLOB_BYTES, rolled back with the transaction', async () => {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      const before = blobCopyStats.statements;
+      const sink = await copyIn(c, 'hb', he.columns);
+      // More than two pieces: the rows must be cut at line ends, never inside one.
+      const n = Math.ceil((2.5 * BLOB_BYTES) / 60);
+      const lines = ['1\tTab\\there\t2021-11-07T02:48:42.123456Z\t1\t2\n', '2\tBack\\\\slash\\nnewline\t\\N\t3\t4\n'];
+      for (let i = 3; i <= n; i++) lines.push(`${i}\tName number ${i} padded to some length\t2021-01-01T00:00:00Z\t${i % 7}\t${i % 11}\n`);
+      const text = Buffer.from(lines.join(''));
+      // Writes of odd sizes: a row may arrive in two writes.
+      const parts: Buffer[] = [];
+      for (let at = 0; at < text.length; at += 1_000_003) parts.push(text.subarray(at, at + 1_000_003));
+      await pipeline(Readable.from(parts), sink);
+      expect(blobCopyStats.statements - before).toBeGreaterThanOrEqual(3);
+      const { rows } = await c.query(
+        `SELECT id, name, to_char(datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS dt FROM hb WHERE id <= 2 ORDER BY id`,
+      );
+      expect(rows).toEqual([
+        { id: 1, name: 'Tab\there', dt: '2021-11-07 02:48:42.123456' },
+        { id: 2, name: 'Back\\slash\nnewline', dt: null },
+      ]);
+      expect((await c.query('SELECT count(*)::int AS n, max(id) AS m FROM hb')).rows[0]).toEqual({ n, m: n });
+      await c.query('ROLLBACK');
+      expect((await c.query('SELECT count(*)::int AS n FROM hb')).rows[0].n).toBe(0);
+    } finally {
+      c.release();
+    }
+  });
+
+  test('other connections wait for the transaction and never run inside it', async () => {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      const sink = await copyIn(c, 'hb', he.columns);
+      // Another connection writes while the COPY runs; it must not land in (and roll back with) this transaction.
+      const other = pool.query(`INSERT INTO hb VALUES (900, 'Other', NULL, 1, 1)`);
+      await pipeline(Readable.from(['100\tMine\t\\N\t1\t1\n']), sink);
+      await c.query('ROLLBACK');
+      await other;
+      expect((await pool.query('SELECT id FROM hb ORDER BY id')).rows).toEqual([{ id: 900 }]);
+    } finally {
+      c.release();
+      await pool.query('DELETE FROM hb');
+    }
+  });
+
+  test('a duplicate key fails with 23505 and the transaction goes on after a savepoint', async () => {
+    const c = await pool.connect();
+    try {
+      await c.query(`INSERT INTO hb VALUES (1, 'First', NULL, 1, 1)`);
+      await c.query('BEGIN');
+      await c.query('SAVEPOINT s');
+      const err = await pipeline(Readable.from(['2\tNew\t\\N\t1\t1\n1\tAgain\t\\N\t1\t1\n']), await copyIn(c, 'hb', he.columns)).catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toBe('23505');
+      await c.query('ROLLBACK TO SAVEPOINT s');
+      await pipeline(Readable.from(['3\tThird\t\\N\t1\t1\n']), await copyIn(c, 'hb', he.columns));
+      await c.query('COMMIT');
+      expect((await c.query('SELECT id, name FROM hb ORDER BY id')).rows).toEqual([
+        { id: 1, name: 'First' },
+        { id: 3, name: 'Third' },
+      ]);
+    } finally {
+      c.release();
+      await pool.query('DELETE FROM hb');
+    }
+  });
+
+  test('outside a transaction the batched inserts are used, with the same result', async () => {
+    const c = await pool.connect();
+    try {
+      const before = blobCopyStats.statements;
+      await pipeline(Readable.from(['5\tFive\t2021-01-01T00:00:00Z\t1\t1\n']), await copyIn(c, 'hb', he.columns));
+      expect(blobCopyStats.statements).toBe(before);
+      expect((await c.query('SELECT id, name FROM hb')).rows).toEqual([{ id: 5, name: 'Five' }]);
+    } finally {
+      c.release();
+      await pool.query('DELETE FROM hb');
+    }
+  });
 });

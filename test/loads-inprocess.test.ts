@@ -1,3 +1,4 @@
+import { mkdir, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, test } from 'vitest';
@@ -66,4 +67,49 @@ test('a load left unfinished by a stopped process resumes when the next one star
     await restarted.queues.close();
     await t.cleanup();
   }
-}, 60_000);
+}, 180_000);
+
+test('an inbox file in processing/ when the process stopped resumes at the next start and ends in done/', async () => {
+  const t = await createTestServices({ LOAD_CHUNK_ROWS: '2000', LANDING_SCAN_CRON: '', LANDING_SETTLE_MS: '200' }, { embedded: true });
+  const restarted: Services = { ...t, queues: createQueues(t.config, t.log) };
+  try {
+    const landing = t.config.dirs.landing;
+    await generate({ rows: 60_000, out: path.join(landing, 'gen'), seed: 9 });
+    await mkdir(path.join(landing, 'inbox'), { recursive: true });
+    for (const f of ['departments.csv', 'jobs.csv', 'hired_employees.csv']) await rename(path.join(landing, 'gen', f), path.join(landing, 'inbox', f));
+    const app = createApp(t);
+    const hires = async () =>
+      (await t.pool.query<{ id: string; status: string; rows_read: number; attempts: number }>(
+        `SELECT id, status, rows_read, attempts FROM loads WHERE source = 'inbox' AND source_name = 'hired_employees.csv'`,
+      )).rows[0];
+
+    const first = await startWorkers(t);
+    let seen = await hires();
+    while (!(seen?.status === 'running' && seen.rows_read >= 4_000)) {
+      expect(seen?.status).not.toBe('succeeded');
+      if (!seen) await app.request('/landing/scan', { method: 'POST' });
+      await sleep(seen ? 5 : 300);
+      seen = await hires();
+    }
+    await first.close();
+    await t.queues.close(); // the process is gone, and its queued jobs with it
+    expect((await readdir(path.join(landing, 'processing'))).some((f) => f.endsWith('.hired_employees.csv'))).toBe(true);
+
+    const next = await startWorkers(restarted);
+    try {
+      const deadline = Date.now() + 60_000;
+      while ((await readdir(path.join(landing, 'processing'))).length > 0) {
+        expect(Date.now(), 'a file stayed in processing/').toBeLessThan(deadline);
+        await sleep(100);
+      }
+      expect(await hires()).toMatchObject({ status: 'succeeded', rows_read: 60_000, attempts: 2 });
+      const day = new Date().toISOString().slice(0, 10);
+      expect(await readdir(path.join(landing, 'done', day))).toEqual(expect.arrayContaining(['departments.csv', 'jobs.csv', 'hired_employees.csv']));
+    } finally {
+      await next.close();
+    }
+  } finally {
+    await restarted.queues.close();
+    await t.cleanup();
+  }
+}, 150_000);

@@ -220,12 +220,16 @@ describe('with API_KEY set', () => {
       'POST /backups',
       'POST /backups/{table}/restore',
       'POST /ingest/{table}',
+      'POST /landing/scan',
       'POST /loads',
+      'POST /uploads',
+      'POST /uploads/{id}/load',
       'POST /warehouse/refresh',
     ]);
     // Aggregates, the lists and the service's own description stay open.
     expect(open).toEqual(
-      expect.arrayContaining(['GET /health', 'GET /warehouse', 'GET /analytics/hires-by-quarter', 'GET /loads', 'GET /loads/{id}', 'GET /backups']),
+      // PUT /uploads/{id}: the upload URL of the local storage, authorized by its signature.
+      expect.arrayContaining(['GET /health', 'GET /warehouse', 'GET /analytics/hires-by-quarter', 'GET /loads', 'GET /loads/{id}', 'GET /backups', 'GET /landing', 'PUT /uploads/{id}']),
     );
     for (const url of ['/', '/dashboard.js', '/docs', '/openapi.json']) expect((await keyed.request(url)).status).toBe(200);
     // HEAD is a GET.

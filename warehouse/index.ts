@@ -7,6 +7,7 @@ export { departmentsAboveMean, hiresByQuarter, tableCounts, type DepartmentAbove
 export { layoutOf, type WarehouseLayout } from './layout.js';
 export { startWarehouseWorker } from './processor.js';
 export { sharedReader, WarehouseNotReadyError, type WarehouseInfo, type WarehouseReader } from './reader.js';
+export { publishedFollower } from './remote.js';
 export { refreshWarehouse, type RefreshResult } from './refresh.js';
 export { REFRESH_DEDUP_ID, refreshNow, requestWarehouseRefresh, type RefreshOutcome } from './request.js';
 export { warehouseStatus, type WarehouseStatus } from './status.js';

@@ -9,6 +9,7 @@ import { readLedger } from './ledger.js';
 import { layoutOf } from './layout.js';
 import { forgetMissingFiles, removeOrphans, writeManifest } from './manifest.js';
 import { publish, type PublishOptions, type PublishResult } from './publish.js';
+import { fetchMissingParquet, mirrorParquet, remoteStorage, uploadPublished } from './remote.js';
 
 /** Arbitrary constant: the advisory lock that keeps two refreshes (in any process) from overlapping. */
 const REFRESH_LOCK = 748_201_404;
@@ -44,6 +45,9 @@ export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts:
     await client.query('SELECT pg_advisory_lock($1)', [REFRESH_LOCK]);
     try {
       const before = await readLedger(client);
+      // With a bucket: files another machine exported come from there; what this refresh makes goes there.
+      const store = await remoteStorage(config);
+      if (store) await fetchMissingParquet(store, layout, before, log);
       await forgetMissingFiles(client, layout, before, log);
       await removeOrphans(layout, await readLedger(client));
       const exported = await exportChanges(client, layout, log);
@@ -56,6 +60,10 @@ export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts:
       if (compacted.length > 0) {
         ledger = await readLedger(client);
         await writeManifest(layout, ledger);
+      }
+      if (store) {
+        await mirrorParquet(store, layout, ledger, log);
+        await uploadPublished(store, client, layout, log);
       }
       const t3 = performance.now();
       return {

@@ -4,6 +4,7 @@ import { tableCounts } from './analytics.js';
 import { lastBatch, readLedger } from './ledger.js';
 import { layoutOf } from './layout.js';
 import { sharedReader, WarehouseNotReadyError } from './reader.js';
+import { publishedFollower } from './remote.js';
 
 export interface WarehouseStatus {
   status: 'ready' | 'not_built';
@@ -18,8 +19,9 @@ export interface WarehouseStatus {
 }
 
 /** What GET /warehouse answers: the published file's version and row counts, and whether changes wait. */
-export async function warehouseStatus({ config, pool }: Pick<Services, 'config' | 'pool'>): Promise<WarehouseStatus> {
+export async function warehouseStatus({ config, pool, log }: Pick<Services, 'config' | 'pool' | 'log'>): Promise<WarehouseStatus> {
   const layout = layoutOf(config.dirs.warehouse);
+  await publishedFollower({ config, pool, log }, layout)();
   const [ledger, pending] = await Promise.all([
     readLedger(pool),
     pool.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM warehouse_changes) AS any'),

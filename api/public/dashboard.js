@@ -189,7 +189,8 @@ async function loadTables() {
     const { body } = await getJson('/loads');
     const list = Array.isArray(body) ? body : body.loads ?? [];
     loads.replaceChildren(...list.slice(0, 20).map((l) => {
-      const tr = row([l.table, l.status, fmt(l.rowsRead), l.rejected > 0 ? '' : fmt(l.rejected), new Date(l.createdAt).toLocaleString()], [2, 3]);
+      const source = l.source === 'inbox' ? `inbox: ${l.sourceName ?? ''}` : (l.source ?? '');
+      const tr = row([l.table, l.status, fmt(l.rowsRead), l.rejected > 0 ? '' : fmt(l.rejected), new Date(l.createdAt).toLocaleString(), source], [2, 3]);
       tr.children[1].className = `status-${l.status}`;
       if (l.rejected > 0) {
         const show = document.createElement('button');
@@ -202,9 +203,24 @@ async function loadTables() {
       }
       return tr;
     }));
-    if (list.length === 0) loads.replaceChildren(row(['No loads yet', '', '', '', '']));
+    if (list.length === 0) loads.replaceChildren(row(['No loads yet', '', '', '', '', '']));
   } catch (err) {
     loads.replaceChildren(row([`Loads unavailable: ${err.message}`]));
+  }
+  const landing = $('#landing tbody');
+  try {
+    const { body } = await getJson('/landing');
+    const short = (id) => (id ? id.slice(0, 8) : '');
+    const rows = [
+      ...body.inbox.map((f) => row([f.name, f.ignored ? 'inbox (ignored)' : f.table ? 'inbox' : 'inbox (no table)', '', ''])),
+      ...body.processing.map((f) => row([f.name, 'processing', `${short(f.loadId)} ${f.status ?? ''}`.trim(), ''])),
+      ...body.done.slice(0, 20).map((f) => row([f.name, `done ${f.date}`, `${short(f.loadId)} ${f.status ?? ''}`.trim(), f.companion ? f.companion.split('/').pop() : ''])),
+      ...body.failed.slice(0, 20).map((f) => row([f.name, `failed ${f.date}`, `${short(f.loadId)} ${f.status ?? ''}`.trim(), f.companion ? f.companion.split('/').pop() : ''])),
+    ];
+    landing.replaceChildren(...rows);
+    if (rows.length === 0) landing.replaceChildren(row(['The inbox is empty', '', '', '']));
+  } catch (err) {
+    landing.replaceChildren(row([`Landing inbox unavailable: ${err.message}`]));
   }
   const backups = $('#backups tbody');
   try {

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { Services } from '../../jobs/index.js';
-import { departmentsAboveMean, hiresByQuarter, layoutOf, sharedReader, type WarehouseInfo } from '../../warehouse/index.js';
+import { departmentsAboveMean, hiresByQuarter, layoutOf, publishedFollower, sharedReader, type WarehouseInfo } from '../../warehouse/index.js';
 import { toCsv, wantsCsv } from '../csv-answer.js';
 import { error } from '../schemas.js';
 
@@ -74,12 +74,16 @@ function answer<T extends object>(c: Context, info: WarehouseInfo, rows: T[], co
   return c.json(rows, 200);
 }
 
-export function registerAnalytics(app: OpenAPIHono, { config }: Services): void {
-  const reader = sharedReader(layoutOf(config.dirs.warehouse).duckdb);
+export function registerAnalytics(app: OpenAPIHono, services: Services): void {
+  const layout = layoutOf(services.config.dirs.warehouse);
+  const reader = sharedReader(layout.duckdb);
+  // With a bucket (STORAGE_URL), a newer published version is fetched from it (warehouse/remote.ts).
+  const follow = publishedFollower(services, layout);
 
   app.openapi(byQuarter, async (c) => {
     const { year, format } = c.req.valid('query');
     const csv = wantsCsv(format, c.req.header('accept'));
+    await follow();
     return reader.use(async (conn, info) =>
       answer(c, info, await hiresByQuarter(conn, year), ['department', 'job', 'q1', 'q2', 'q3', 'q4'], csv),
     );
@@ -88,6 +92,7 @@ export function registerAnalytics(app: OpenAPIHono, { config }: Services): void 
   app.openapi(aboveMean, async (c) => {
     const { year, format } = c.req.valid('query');
     const csv = wantsCsv(format, c.req.header('accept'));
+    await follow();
     return reader.use(async (conn, info) => answer(c, info, await departmentsAboveMean(conn, year), ['id', 'department', 'hired'], csv));
   });
 }

@@ -1,5 +1,5 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { listBackups, readManifest, requestBackup, requestRestore, verifyBackup } from '../../backup/index.js';
+import { backupStorage, listBackups, readManifest, requestBackup, requestRestore, verifyBackup } from '../../backup/index.js';
 import type { Services } from '../../jobs/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { tableParam, WaitParam } from '../params.js';
@@ -169,7 +169,6 @@ const restoreRoute = createRoute({
 
 export function registerBackups(app: OpenAPIHono, services: Services): void {
   const { config } = services;
-  const root = config.dirs.backups;
   const verifications = new Gate('backup verifications are', config.VERIFY_CONCURRENCY, 'VERIFY_CONCURRENCY', 5);
 
   app.openapi(createBackupRoute, async (c) => {
@@ -181,7 +180,7 @@ export function registerBackups(app: OpenAPIHono, services: Services): void {
 
   app.openapi(listRoute, async (c) => c.json(await listBackups(config, c.req.valid('query').table), 200));
 
-  app.openapi(manifestRoute, async (c) => c.json(await readManifest(root, c.req.valid('param').id), 200));
+  app.openapi(manifestRoute, async (c) => c.json(await readManifest(await backupStorage(config), c.req.valid('param').id), 200));
 
   app.openapi(verifyRoute, async (c) => {
     const { id } = c.req.valid('param');

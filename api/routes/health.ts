@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Services } from '../../jobs/index.js';
-import { openStorage } from '../../storage/index.js';
+import { storageFor } from '../../storage/index.js';
 
 const Dependency = z.object({
   status: z.enum(['ok', 'down']),
@@ -14,6 +14,10 @@ const Dependency = z.object({
 const StorageState = Dependency.extend({
   kind: z.enum(['local', 's3']),
   location: z.string().openapi({ description: 'The folder, or s3://bucket/prefix; never the endpoint or a key' }),
+  presignedUploads: z
+    .boolean()
+    .optional()
+    .openapi({ description: 'POST /uploads hands out upload URLs (the bucket\'s, or this service\'s with the local storage); `hr load` uses them' }),
 });
 const HealthSchema = z
   .object({
@@ -65,19 +69,17 @@ async function probe(name: string, fn: () => Promise<unknown>, log: Logger, requ
 }
 
 export function registerHealth(app: OpenAPIHono, { config, pool, queues, log }: Services): void {
-  // Opened once, on the first call: the bucket's client is made (and the AWS SDK loaded) only then.
-  let opened: ReturnType<typeof openStorage> | undefined;
   app.openapi(route, async (c) => {
     const requestId = c.get('requestId');
-    opened ??= openStorage(config);
-    const files = await opened;
+    // The process's one storage, opened on first use: the bucket's client is made (and the AWS SDK loaded) only then.
+    const files = await storageFor(config);
     const [pgState, queueState, storageState] = await Promise.all([
       probe('postgres', () => pool.query('SELECT 1'), log, requestId),
       probe('redis', () => queues.ping(), log, requestId),
       probe('storage', () => files.check(), log, requestId),
     ]);
     // A bucket is named (no host, no keys); the local folder is DATA_DIR, not its path on this host.
-    const storage = { ...storageState, kind: files.kind, location: files.kind === 'local' ? 'DATA_DIR' : files.location };
+    const storage = { ...storageState, kind: files.kind, location: files.kind === 'local' ? 'DATA_DIR' : files.location, presignedUploads: true };
     // Without REDIS_URL there is no Redis to be down: the jobs run in this process.
     const redisState = queues.durable ? queueState : { ...queueState, embedded: true, detail: 'in-process jobs (REDIS_URL unset)' };
     // Without DATABASE_URL the database is PGlite inside this process: say so, and where it lives.

@@ -14,7 +14,8 @@ const ingestRoute = createRoute({
   summary: 'Upsert a batch of 1 to 1000 rows',
   description:
     'Valid rows are upserted (a later row with the same id wins); rows that break a data rule are rejected with field and reason, kept in the rejects table and logged. A header line in CSV is skipped.\n\n' +
-    'The path is validated from this declaration; the body is read by hand, not by a schema validator: it is parsed while it streams, with its limits enforced as it is read (413 past INGEST_MAX_BYTES or at the 1001st row; 400 for JSON nested deeper than 32 levels), and each row is held to the data rules on its own, so a bad row (a field longer than FIELD_MAX_BYTES included) becomes a reject instead of failing the request. Rows and rejects commit in one transaction.',
+    'The path is validated from this declaration; the body is read by hand, not by a schema validator: it is parsed while it streams, with its limits enforced as it is read (413 past INGEST_MAX_BYTES or at the 1001st row; 400 for JSON nested deeper than 32 levels), and each row is held to the data rules on its own, so a bad row (a field longer than FIELD_MAX_BYTES included) becomes a reject instead of failing the request. Rows and rejects commit in one transaction.\n\n' +
+    'Rows are written in ascending id order, so concurrent batches naming the same ids wait for each other instead of deadlocking; the ids two batches share keep the values of the one that committed last. A deadlock or a reference deleted under the batch is retried whole before answering.',
   ...keyed,
   request: {
     params: z.object({ table: tableParam('path') }),

@@ -5,7 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { BadRequestError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../core/errors.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import type { Services } from '../../jobs/index.js';
-import { getLoad, landCsvBody, landMultipart, listLoads, rejectsOf, resolveLandingFile, startLoads, toView, type Landed } from '../../loads/index.js';
+import { getLoad, landCsvBody, landMultipart, listLoads, namedObject, landingObject, rejectsOf, startLoads, storageOf, toView, uploadTarget, type Landed } from '../../loads/index.js';
 import { mediaType } from '../body.js';
 import { Gate } from '../limits.js';
 import { tableParam, WaitParam } from '../params.js';
@@ -18,7 +18,10 @@ export const LoadSchema = z
     id: z.string().uuid(),
     table: z.enum(TABLE_NAMES),
     status: z.enum(STATUSES),
-    file: z.string().openapi({ description: 'The file, relative to DATA_DIR (landing/…)', example: 'landing/uploads/2021-11-07/0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77.jobs.csv' }),
+    file: z.string().openapi({
+      description: 'The file: relative to DATA_DIR (landing/…) with the local storage, s3://bucket/key for an object in a bucket',
+      example: 'landing/uploads/2021-11-07/0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77.jobs.csv',
+    }),
     bytes: z.number().int(),
     rowsRead: z.number().int().openapi({ description: 'Data records read (a header line is not one)' }),
     inserted: z.number().int(),
@@ -34,17 +37,32 @@ export const LoadSchema = z
       .string()
       .nullable()
       .openapi({ description: 'When retention removed the uploaded file (UPLOAD_RETENTION_DAYS after the load finished); the record stays' }),
+    source: z.enum(['api', 'inbox']).openapi({ description: 'api: POST /loads (or the demo); inbox: a file dropped into DATA_DIR/landing/inbox/' }),
+    sourceName: z.string().nullable().openapi({ description: 'Inbox loads: the file name as dropped', example: 'hired_employees_2021.csv' }),
   })
   .openapi('Load');
 
 const JsonBody = z.object({
   table: z.enum(TABLE_NAMES),
-  path: z.string().min(1).openapi({ description: 'A file under the landing folder DATA_DIR/landing (relative to it, or absolute)' }),
+  path: z
+    .string()
+    .min(1)
+    .optional()
+    .openapi({ description: 'A file under the landing folder: DATA_DIR/landing (relative to it, or absolute), or landing/ in the bucket of STORAGE_URL. Give path or url.' }),
+  url: z
+    .string()
+    .min(1)
+    .optional()
+    .openapi({
+      description:
+        'An object in a bucket, s3://bucket/key (only with STORAGE_URL=s3://…): the bucket of STORAGE_URL (any key in it), or one listed in LOAD_URL_BUCKETS. Checked before the load is made: 404 when there is no such object. Give path or url.',
+      example: 's3://hr-landing/2021/jobs.csv',
+    }),
 });
 
 const CSV_TYPES = ['text/csv', 'application/csv'];
 const MULTIPART = 'multipart/form-data';
-const ACCEPTED = ['text/csv (with ?table=)', MULTIPART, 'application/json {"table", "path"}'];
+const ACCEPTED = ['text/csv (with ?table=)', MULTIPART, 'application/json {"table", "path"} or {"table", "url"}'];
 const isJson = (type: string | undefined) => type === 'application/json' || type?.endsWith('+json') === true;
 
 const OneOrSeveral = z.union([LoadSchema, z.object({ loads: z.array(LoadSchema) })]);
@@ -76,7 +94,7 @@ const startRoute = (jsonLimit: number) =>
     tags: ['loads'],
     summary: 'Load CSV files into their tables, through the queue',
     description:
-      'A text/csv body (streamed to the landing folder, `?table=` required), multipart/form-data with one file part per table (hired_employees runs after departments and jobs of the same request), or JSON {table, path} for a file already under the landing folder. Each file becomes a load: 202 with it; with `?wait=true`, 200 once every load has finished, or 202 with their current state after LOAD_WAIT_MS.\n\n' +
+      'A text/csv body (streamed to the landing folder, `?table=` required), multipart/form-data with one file part per table (hired_employees runs after departments and jobs of the same request), JSON {table, path} for a file already under the landing folder, or JSON {table, url} for an object in a bucket (s3://bucket/key). Each file becomes a load: 202 with it; with `?wait=true`, 200 once every load has finished, or 202 with their current state after LOAD_WAIT_MS.\n\n' +
       'The query and a JSON body are validated from this declaration. The text/csv and multipart bodies are read by hand, streamed to disk with their bytes counted (413 past LOAD_MAX_BYTES), never buffered; so the multipart schema is for the document only. The body is required, but declared optional so that the JSON schema is checked only when the body is JSON.',
     request: {
       query: z.object({ table: tableParam('query').optional(), wait: WaitParam }),
@@ -98,8 +116,8 @@ const startRoute = (jsonLimit: number) =>
     responses: {
       200: json(OneOrSeveral, 'Finished (with ?wait=true)'),
       202: json(OneOrSeveral, 'Queued, or still running after LOAD_WAIT_MS'),
-      400: error('Bad request: missing table, bad wait, path outside the landing folder, bad JSON body or multipart part'),
-      404: error('Unknown table'),
+      400: error('Bad request: missing table, bad wait, path outside the landing folder, a url that is not s3://bucket/key or names a bucket not allowed, bad JSON body or multipart part'),
+      404: error('Unknown table, or no object at the url'),
       413: error('Larger than LOAD_MAX_BYTES'),
       415: error('Unsupported content type'),
       429: error('UPLOAD_CONCURRENCY uploads are already streaming in this process; Retry-After says when to try again'),
@@ -163,11 +181,12 @@ const rejectsRoute = createRoute({
   },
 });
 
-export function registerLoads(app: OpenAPIHono, services: Services): void {
+/** Registers the routes; returns the gate of UPLOAD_CONCURRENCY, which presigned PUTs share. */
+export function registerLoads(app: OpenAPIHono, services: Services): Gate {
   const { config, pool } = services;
   const uploads = new Gate('uploads are', config.UPLOAD_CONCURRENCY, 'UPLOAD_CONCURRENCY', 10);
   const limits = { maxBytes: config.LOAD_MAX_BYTES, minFreeBytes: config.MIN_FREE_DISK_BYTES };
-  const view = (l: Parameters<typeof toView>[0]) => toView(l, config.DATA_DIR);
+  const view = (l: Parameters<typeof toView>[0]) => toView(l, config);
 
   app.openapi(startRoute(config.INGEST_MAX_BYTES), async (c) => {
     const { table, wait } = c.req.valid('query');
@@ -177,13 +196,22 @@ export function registerLoads(app: OpenAPIHono, services: Services): void {
       // Checked against JsonBody by the route's validator. The library types a JSON body only when
       // every declared content type has a zod schema, which the streamed ones here do not.
       const body = c.req.valid('json' as never) as z.output<typeof JsonBody>;
-      const { file, bytes } = await resolveLandingFile(config.dirs.landing, body.path);
+      if (body.path === undefined && body.url === undefined) {
+        throw new BadRequestError('path: required: give path (a file under the landing folder) or url (s3://bucket/key)', [{ field: 'path', message: 'required' }]);
+      }
+      if (body.path !== undefined && body.url !== undefined) {
+        throw new BadRequestError('url: give path or url, not both', [{ field: 'url', message: 'give path or url, not both' }]);
+      }
+      const { file, bytes } =
+        body.url !== undefined ? await namedObject(config, body.url) : await landingObject(config, await storageOf(config), body.path!);
       landed = [{ id: randomUUID(), table: body.table, file, bytes }];
     } else if (type === MULTIPART) {
-      landed = await uploads.run(() => landMultipart(c.req.raw, config.dirs.landing, limits));
+      const target = await uploadTarget(config);
+      landed = await uploads.run(() => landMultipart(c.req.raw, target, limits));
     } else {
       if (!table) throw new BadRequestError(`say which table the file is for: POST /loads?table=${TABLE_NAMES.join('|')}`);
-      landed = [await uploads.run(() => landCsvBody(c.req.raw, config.dirs.landing, table, limits))];
+      const target = await uploadTarget(config);
+      landed = [await uploads.run(() => landCsvBody(c.req.raw, target, table, limits))];
     }
     const { loads, finished } = await startLoads(services, landed, wait);
     const views = loads.map(view);
@@ -221,4 +249,5 @@ export function registerLoads(app: OpenAPIHono, services: Services): void {
     // and has no type for a streamed one: this is that stream.
     return res as never;
   });
+  return uploads;
 }
