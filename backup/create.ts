@@ -4,8 +4,7 @@ import type { Services } from '../jobs/index.js';
 import type { PoolClient } from '../core/db.js';
 import { TABLE_NAMES, TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroType, BLOCK_SIZE, CODEC, DEFLATE_LEVEL } from './avro.js';
-import { AvroDeflateWriter } from './avro-writer.js';
-import { BinaryCopyToRecords } from '../pg/index.js';
+import { CopyToAvroWriter } from './avro-writer.js';
 import { Digest } from './digest.js';
 import type { Storage } from '../storage/index.js';
 import {
@@ -108,8 +107,7 @@ async function writeTable(
   const def = TABLES[table];
   const file = fileName(table);
   const source = client.query(copyTo(backupQuery(def)));
-  const records = new BinaryCopyToRecords(def);
-  const encoder = new AvroDeflateWriter(avroType(def), {
+  const encoder = new CopyToAvroWriter(def, avroType(def), {
     blockSize: BLOCK_SIZE,
     level: DEFLATE_LEVEL,
     metadata: {
@@ -126,8 +124,8 @@ async function writeTable(
     throw err;
   });
   // Both settle before this returns, so a failed put has cleaned up (temp file, multipart) first.
-  const [copied, stored] = await Promise.allSettled([pipeline(source, records, encoder, digest), put]);
+  const [copied, stored] = await Promise.allSettled([pipeline(source, encoder, digest), put]);
   if (copied.status === 'rejected') throw copied.reason;
   if (stored.status === 'rejected') throw stored.reason;
-  return { table, file, rows: records.rows, bytes: digest.bytes, sha256: digest.hex(), codec: CODEC };
+  return { table, file, rows: encoder.rows, bytes: digest.bytes, sha256: digest.hex(), codec: CODEC };
 }

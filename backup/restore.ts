@@ -250,9 +250,11 @@ async function restoreIntoEmpty(
   onReject: (r: Reject) => void,
   refused: (v: ValidateToCopy) => Error,
 ): Promise<(DiffCounts & { rows: number }) | null> {
-  const t = q(table.name);
   await client.query('SAVEPOINT restore_direct');
   const rebuild = await dropIndexesAndForeignKeys(client, table);
+  // Index builds and key validation sort the whole table: PostgreSQL's default 64 MB spills them to disk.
+  await client.query(`SET LOCAL maintenance_work_mem = '${BULK_MAINTENANCE_WORK_MEM}'`);
+  const capture = await pauseInsertCapture(client, table);
   const validate = new AvroToCopy(table, onReject, { ...avroReading(table), withPosition: false });
   const copy = await copyIn(client, table.name, table.columns, 'binary');
   let rows: number;
@@ -273,6 +275,7 @@ async function restoreIntoEmpty(
     await client.query('ROLLBACK TO SAVEPOINT restore_direct');
     return null;
   }
+  await capture.resume();
   const isFk = (s: string) => / FOREIGN KEY /.test(s);
   // Without all of its foreign keys to validate the rows, check them explicitly first.
   if (rebuild.filter(isFk).length < referenceChecks(table).length) await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
@@ -288,6 +291,36 @@ async function restoreIntoEmpty(
   }
   await client.query('RELEASE SAVEPOINT restore_direct');
   return { rows, inserted: validate.valid, updated: 0, deleted: 0, unchanged: 0 };
+}
+
+/** What the bulk path lets PostgreSQL use to rebuild indexes and validate keys (per restore, for its transaction only). */
+const BULK_MAINTENANCE_WORK_MEM = '256MB';
+
+/**
+ * The warehouse's change capture for a table that is empty and about to be filled whole: its
+ * statement-level insert trigger would keep every copied row in a transition table and then sort
+ * them into id ranges. Instead, the trigger is disabled for the copy (under the restore's ACCESS
+ * EXCLUSIVE lock, inside its transaction: nobody else writes meanwhile, and a rollback undoes it)
+ * and `resume` logs one whole-table change, as TRUNCATE does, so the next export takes the table
+ * whole as a new base (sql/migrations/003_warehouse.sql, warehouse/export.ts), then puts the
+ * trigger back as it was. Without the trigger (a schema before change capture), nothing happens.
+ */
+async function pauseInsertCapture(client: PoolClient, table: TableDef): Promise<{ resume(): Promise<void> }> {
+  const t = q(table.name);
+  const { rows } = await client.query<{ enabled: string }>(
+    `SELECT tgenabled AS enabled FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = 'warehouse_ins'`,
+    [table.name],
+  );
+  const enabled = rows[0]?.enabled;
+  if (enabled === undefined || enabled === 'D') return { resume: async () => {} };
+  await client.query(`ALTER TABLE ${t} DISABLE TRIGGER warehouse_ins`);
+  return {
+    async resume() {
+      await client.query(`INSERT INTO warehouse_changes (table_name, lo, hi) VALUES ($1, NULL, NULL)`, [table.name]);
+      const how = enabled === 'A' ? 'ENABLE ALWAYS' : enabled === 'R' ? 'ENABLE REPLICA' : 'ENABLE';
+      await client.query(`ALTER TABLE ${t} ${how} TRIGGER warehouse_ins`);
+    },
+  };
 }
 
 /** Replace mode: ids the backup lacks would be deleted; refuse when other tables still use them. */

@@ -165,17 +165,28 @@ export class BinaryCopyReader {
   private readonly decoders: Decode[];
   private readonly lengths: number[];
   private readonly values: CopyValue[];
+  /**
+   * With `raw`, where each field of the row handed to `onRow` starts in the buffer handed with it,
+   * and its length (-1: NULL): the values are not decoded, `values` stays all null.
+   */
+  readonly starts: Int32Array;
+  readonly lens: Int32Array;
+  private readonly raw: boolean;
 
   constructor(
     readonly types: readonly CopyType[],
-    private readonly opts: { nulls?: boolean; names?: readonly string[] } = {},
+    private readonly opts: { nulls?: boolean; names?: readonly string[]; raw?: boolean } = {},
   ) {
     this.decoders = types.map((t) => DECODERS[t].decode);
     this.lengths = types.map((t) => DECODERS[t].len);
     this.values = new Array<CopyValue>(types.length).fill(null);
+    this.starts = new Int32Array(types.length);
+    this.lens = new Int32Array(types.length);
+    this.raw = opts.raw ?? false;
   }
 
-  read(chunk: Buffer, onRow: (values: CopyValue[]) => void): void {
+  /** `onRow` gets the row's values (none with `raw`) and the buffer that `starts` points into. */
+  read(chunk: Buffer, onRow: (values: CopyValue[], buf: Buffer) => void): void {
     let buf = chunk;
     if (this.restBytes > 0) {
       // Joined once enough has come for the next step: a large row in small chunks costs no more than its size.
@@ -195,7 +206,7 @@ export class BinaryCopyReader {
       pos = start;
     }
     const n = this.types.length;
-    const { decoders, lengths, values } = this;
+    const { decoders, lengths, values, starts, lens, raw } = this;
     /** Bytes from `pos` the next step needs, when it stops for more. */
     let need = 2;
     while (!this.ended && end - pos >= 2) {
@@ -218,6 +229,7 @@ export class BinaryCopyReader {
         if (len < 0) {
           if (!this.opts.nulls) throw new Error(`COPY row ${this.rows + 1}: ${this.opts.names?.[i] ?? `field ${i + 1}`} is NULL`);
           values[i] = null;
+          lens[i] = -1;
           continue;
         }
         const want = lengths[i]!;
@@ -226,12 +238,15 @@ export class BinaryCopyReader {
           need = p + len - pos;
           break;
         }
-        values[i] = decoders[i]!(buf, p, len);
+        if (raw) {
+          starts[i] = p;
+          lens[i] = len;
+        } else values[i] = decoders[i]!(buf, p, len);
         p += len;
       }
       if (i < n) break; // the row goes on in the next chunk
       this.rows++;
-      onRow(values);
+      onRow(values, buf);
       pos = p;
       need = 2;
     }

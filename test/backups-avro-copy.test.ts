@@ -4,8 +4,8 @@ import avro from 'avsc';
 import { expect, test } from 'vitest';
 import type { Reject } from '../pg/rejects.js';
 import { avroType, codecs, parseWriterSchema } from '../backup/avro.js';
-import { isoToMicros } from '../pg/index.js';
-import { AvroDeflateWriter } from '../backup/avro-writer.js';
+import { BinaryCopyWriter, isoToMicros } from '../pg/index.js';
+import { AvroDeflateWriter, CopyToAvroWriter } from '../backup/avro-writer.js';
 import { avroReading } from '../backup/read.js';
 import { AvroToCopy, ValidateToCopy } from '../backup/avro-to-copy.js';
 import { TABLES } from '../core/tables.js';
@@ -128,4 +128,53 @@ test("another table's file, a bad sync marker: the problem is named", async () =
   const bad = new AvroToCopy(table, () => {}, avroReading(table));
   await expect(run(damaged, [damaged.length], () => [bad])).rejects.toThrow();
   expect(bad.problem).toBe('invalid sync marker');
+});
+
+/** Every record of an Avro file, as avsc decodes it (timestamps as raw microseconds). */
+async function records(bytes: Buffer): Promise<{ blocks: number; recs: Record<string, unknown>[] }> {
+  const recs: Record<string, unknown>[] = [];
+  let blocks = 0;
+  const decoder = new avro.streams.BlockDecoder({ codecs, parseHook: (s: avro.Schema) => parseWriterSchema(s, true) });
+  decoder.on('block', () => blocks++);
+  await pipeline(Readable.from([bytes]), decoder, new Writable({ objectMode: true, write: (r, _e, cb) => (recs.push({ ...r }), cb()) }));
+  return { blocks, recs };
+}
+
+test('a backup encodes COPY rows straight to Avro: the records avsc writes, however the COPY stream is cut', async () => {
+  // The COPY rows PostgreSQL would send for `rows` (hired_employees' columns, timestamps as microseconds).
+  const types = table.columns.map((c) => c.pgType);
+  const copyChunks: Buffer[] = [];
+  const w = new BinaryCopyWriter((c) => copyChunks.push(Buffer.from(c)), 1000);
+  const asMicros = rows.map((r) => ({ ...r, datetime: typeof r.datetime === 'string' ? isoToMicros(r.datetime) : r.datetime }));
+  for (const r of asMicros) w.row(types, [r.id, r.name, r.datetime, r.department_id, r.job_id]);
+  w.end();
+  const copy = Buffer.concat(copyChunks);
+  const reference = await records(await file('deflate'));
+  expect(reference.recs).toHaveLength(rows.length);
+  for (const cut of [[copy.length], [1, 5, 333], [7, 4096, 3], [65_536]]) {
+    const pieces: Buffer[] = [];
+    for (let at = 0, i = 0; at < copy.length; i++) {
+      const n = cut[i % cut.length]!;
+      pieces.push(copy.subarray(at, at + n));
+      at += n;
+    }
+    const out: Buffer[] = [];
+    const writer = new CopyToAvroWriter(table, avroType(table), { blockSize: 4096, level: 1, metadata: { 'hr.table': Buffer.from('x') } });
+    await pipeline(Readable.from(pieces), writer, new Writable({ write: (c: Buffer, _e, cb) => (out.push(c), cb()) }));
+    expect(writer.rows).toBe(rows.length);
+    const ours = await records(Buffer.concat(out));
+    expect(ours.blocks).toBeGreaterThan(100);
+    expect(ours.recs).toEqual(reference.recs);
+  }
+  // A COPY stream cut short, or with a NULL, fails the backup.
+  const short = new CopyToAvroWriter(table, avroType(table), { blockSize: 4096, level: 1, metadata: {} });
+  await expect(pipeline(Readable.from([copy.subarray(0, copy.length - 2)]), short, new Writable({ write: (_c, _e, cb) => cb() }))).rejects.toThrow(
+    /ended before its trailer/,
+  );
+  const nulls: Buffer[] = [];
+  const wn = new BinaryCopyWriter((c) => nulls.push(Buffer.from(c)));
+  wn.row(types, [1, null, 5, 1, 1]);
+  wn.end();
+  const withNull = new CopyToAvroWriter(table, avroType(table), { blockSize: 4096, level: 1, metadata: {} });
+  await expect(pipeline(Readable.from([Buffer.concat(nulls)]), withNull, new Writable({ write: (_c, _e, cb) => cb() }))).rejects.toThrow(/name is NULL/);
 });

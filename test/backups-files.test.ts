@@ -12,6 +12,7 @@ import { avroType } from '../backup/avro.js';
 import { backupStorage, listIds, newBackupId, prune, readManifest, setDir, type BackupEntry, type Manifest } from '../backup/sets.js';
 import { TABLES } from '../core/tables.js';
 import { startBackupWorker } from '../backup/processor.js';
+import { refreshWarehouse } from '../warehouse/refresh.js';
 import { createTestServices, EMBEDDED, type TestServices } from './support/services.js';
 
 /** Damaged, foreign and rule-breaking backup files, a crash half-way, and bad requests. */
@@ -20,6 +21,8 @@ let s: TestServices;
 let stopWorker: () => Promise<void>;
 let app: ReturnType<typeof createApp>;
 let good: string;
+/** The ordered md5 of hired_employees when `good` was taken. */
+let goodSum: string;
 
 beforeAll(async () => {
   // Low, so a 20,000-row restore takes the bulk path (indexes and foreign keys rebuilt).
@@ -33,6 +36,7 @@ beforeAll(async () => {
        FROM generate_series(1, 20000) g`,
   );
   good = (await backup())[0]!.id;
+  goodSum = await checksum('hired_employees');
 });
 afterAll(async () => {
   await stopWorker?.();
@@ -259,6 +263,29 @@ describe('restore into an empty table (rows copied straight in)', () => {
     const changes = await s.pool.query(`SELECT lo, hi FROM warehouse_changes WHERE table_name = 'hired_employees' ORDER BY lo`);
     expect(changes.rows).toEqual([{ lo: 1, hi: 3 }, { lo: 10_000, hi: 11_499 }]);
     expect(await indexes()).toBe(3);
+  });
+
+  test('in id order the rows go straight in: one whole-table change for the warehouse, its trigger back on after', async () => {
+    await refreshWarehouse(s);
+    await s.pool.query('DELETE FROM hired_employees');
+    await s.pool.query('DELETE FROM warehouse_changes');
+    const res = await post('/backups/hired_employees/restore', { backup: good });
+    expect(await res.json()).toMatchObject({ rows: 20000, inserted: 20000, updated: 0, deleted: 0, unchanged: 0 });
+    expect(await checksum('hired_employees')).toBe(goodSum);
+    expect(await indexes()).toBe(3);
+    // One row for the whole table, as TRUNCATE logs, instead of 20,000 rows held for the insert trigger.
+    const changes = await s.pool.query(`SELECT lo, hi FROM warehouse_changes WHERE table_name = 'hired_employees'`);
+    expect(changes.rows).toEqual([{ lo: null, hi: null }]);
+    const trigger = await s.pool.query(`SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'hired_employees'::regclass AND tgname = 'warehouse_ins'`);
+    expect(trigger.rows).toEqual([{ tgenabled: 'A' }]);
+    // The warehouse takes the table whole again and holds exactly its rows.
+    const r = await refreshWarehouse(s);
+    expect(r.exported).toContainEqual(expect.objectContaining({ table: 'hired_employees', kind: 'base', rows: 20000 }));
+    // And writes after the restore are captured as before.
+    await s.pool.query(`UPDATE hired_employees SET name = 'Changed' WHERE id = 7`);
+    const after = await s.pool.query(`SELECT lo, hi FROM warehouse_changes WHERE table_name = 'hired_employees'`);
+    expect(after.rows).toEqual([{ lo: 7, hi: 7 }]);
+    await s.pool.query(`UPDATE hired_employees SET name = 'Employee 7' WHERE id = 7`);
   });
 
   test('a department that does not exist answers 409, keeps the rejects, and leaves the table empty', async () => {

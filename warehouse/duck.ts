@@ -1,4 +1,12 @@
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+
+/**
+ * DuckDB's native module, loaded on first use: processes that never touch the warehouse (a
+ * backup, a restore that only asks for a refresh, a load) do not pay for loading it.
+ */
+export async function duckdb(): Promise<typeof DuckDBInstance> {
+  return (await import('@duckdb/node-api')).DuckDBInstance;
+}
 import { TABLES, type Column, type TableName } from '../core/tables.js';
 
 /**
@@ -30,7 +38,7 @@ export function setBuildLimits(memoryLimit: string, spillDir: string): void {
 
 /** A throwaway in-memory DuckDB for converting and merging Parquet. */
 export async function withMemoryDuck<T>(fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-  const instance = await DuckDBInstance.create(':memory:', buildOptions);
+  const instance = await (await duckdb()).create(':memory:', buildOptions);
   const conn = await instance.connect();
   try {
     return await fn(conn);
@@ -42,7 +50,7 @@ export async function withMemoryDuck<T>(fn: (conn: DuckDBConnection) => Promise<
 
 /** Opens a DuckDB file read-write, runs `fn`, checkpoints and closes it (so no WAL is left). */
 export async function withDuckFile<T>(file: string, fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-  const instance = await DuckDBInstance.create(file, buildOptions);
+  const instance = await (await duckdb()).create(file, buildOptions);
   const conn = await instance.connect();
   try {
     const out = await fn(conn);

@@ -1,8 +1,8 @@
 import type { Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { AppError } from '../core/errors.js';
-import { queryRows } from './duck.js';
+import { duckdb, queryRows } from './duck.js';
 import { fileId, holdForRead, releaseRead } from './holds.js';
 
 /** What the published file says about itself (its warehouse_info row). */
@@ -109,7 +109,7 @@ export class WarehouseReader {
       }
       let instance: DuckDBInstance | undefined;
       try {
-        instance = await DuckDBInstance.create(file, { access_mode: 'READ_ONLY' });
+        instance = await (await duckdb()).create(file, { access_mode: 'READ_ONLY' });
         // The name still on the file we registered (names of removed versions can come back).
         if ((await fileId(file)) !== id) throw new Error(`${file} was replaced while it was opened`);
         const opened: Opened = { key, id, file, instance, info: await readInfo(instance), users: 0, retired: false };
