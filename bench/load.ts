@@ -1,5 +1,5 @@
 /**
- * `npm run bench:load -- [--rows 1000000] [--phases empty,same,changed,copy] [--chunk N]`
+ * `npm run bench:load -- [--rows 1000000] [--phases empty,same,changed,copy] [--chunk N] [--heap-mb N]`
  *
  * Loads a generated hired_employees file (and its departments and jobs) through the real service:
  * the HTTP app in this process, one worker process (`main.ts --worker`) doing the work, a fresh
@@ -31,6 +31,8 @@ const { values } = parseArgs({
     phases: { type: 'string', default: 'empty,same,changed,copy' },
     chunk: { type: 'string' },
     'bad-share': { type: 'string', default: '0' },
+    /** Caps the worker's V8 heap (MB): a load that finishes under a small cap needs no more memory, whatever RSS V8 lets itself grow to without one. */
+    'heap-mb': { type: 'string' },
     pg: { type: 'string', default: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
     redis: { type: 'string', default: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
   },
@@ -83,7 +85,8 @@ try {
   const queues = createQueues(config, log);
   const app = createApp({ config, pool, queues, log });
 
-  const worker = spawn(process.execPath, ['--import', 'tsx', 'main.ts', '--worker'], {
+  const heapCap = values['heap-mb'] ? [`--max-old-space-size=${Number(values['heap-mb'])}`] : [];
+  const worker = spawn(process.execPath, [...heapCap, '--import', 'tsx', 'main.ts', '--worker'], {
     cwd: root,
     env: { PATH: process.env.PATH, ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -146,7 +149,7 @@ try {
       if (rates[k]) console.log(`ratio ${k} / \\copy+FK: ${(rates[k]! / rates.copy).toFixed(2)}x`);
     }
   }
-  console.log(`worker peak RSS (VmHWM): ${rss.toFixed(0)} MB for ${rows} rows`);
+  console.log(`worker peak RSS (VmHWM): ${rss.toFixed(0)} MB for ${rows} rows${values['heap-mb'] ? ` (V8 heap capped at ${values['heap-mb']} MB)` : ''}`);
 } finally {
   await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
   await admin(`DROP DATABASE IF EXISTS ${copyDb} WITH (FORCE)`).catch(() => {});
