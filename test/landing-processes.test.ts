@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { appendFile, copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -6,13 +6,13 @@ import { afterAll, expect, test } from 'vitest';
 import { createApp } from '../api/app.js';
 import { generate } from '../loads/sample.js';
 import { createTestServices, type TestServices } from './support/services.js';
+import { startWorkerProcess as startWorker } from './support/server-process.js';
 
 /**
  * The landing inbox with real worker processes (`main.ts --worker`) sharing PostgreSQL, Redis and
  * DATA_DIR; this process only asks for scans through the API (no workers of its own). Worker
  * processes need the servers, so this suite is not in the embedded project.
  */
-const ROOT = path.resolve(import.meta.dirname, '..');
 const CHALLENGE = path.resolve(import.meta.dirname, 'fixtures/challenge');
 const SERVERS = { embedded: false };
 const SETTINGS = {
@@ -28,19 +28,7 @@ const children: ChildProcess[] = [];
 const suites: TestServices[] = [];
 
 function startWorkerProcess(t: TestServices): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts', '--worker'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: t.config.DATABASE_URL,
-      REDIS_URL: t.config.REDIS_URL,
-      DATA_DIR: t.config.DATA_DIR,
-      QUEUE_PREFIX: t.config.QUEUE_PREFIX,
-      LOG_LEVEL: 'warn',
-      ...SETTINGS,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const child = startWorker(t, SETTINGS);
   children.push(child);
   return child;
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -6,6 +6,7 @@ import { createApp } from '../api/app.js';
 import { generate } from '../loads/sample.js';
 import { startWorkers } from '../worker/index.js';
 import { createTestServices, type TestServices } from './support/services.js';
+import { startWorkerProcess as startWorker } from './support/server-process.js';
 
 /**
  * A real worker process is SIGKILLed in the middle of a hired_employees file; a second one must
@@ -15,7 +16,6 @@ import { createTestServices, type TestServices } from './support/services.js';
  * server. This suite is not in the embedded project (vitest.config.ts), and it asks for the
  * servers itself, so HR_TEST_EMBEDDED=1 set by hand cannot turn it into a run on in-process jobs.
  */
-const ROOT = path.resolve(import.meta.dirname, '..');
 const ROWS = 100_000;
 const SERVERS = { embedded: false };
 const SETTINGS = { LOAD_CHUNK_ROWS: '2000', LOAD_LOCK_MS: '1500', LOAD_STALLED_CHECK_MS: '500', LOAD_BACKOFF_MS: '200' };
@@ -25,19 +25,7 @@ let clean: TestServices;
 const children: ChildProcess[] = [];
 
 function startWorkerProcess(t: TestServices): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts', '--worker'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: t.config.DATABASE_URL,
-      REDIS_URL: t.config.REDIS_URL,
-      DATA_DIR: t.config.DATA_DIR,
-      QUEUE_PREFIX: t.config.QUEUE_PREFIX,
-      LOG_LEVEL: 'warn',
-      ...SETTINGS,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const child = startWorker(t, SETTINGS);
   children.push(child);
   return child;
 }

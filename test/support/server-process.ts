@@ -104,3 +104,23 @@ export function httpRequest(base: string, method: string, path: string, headers:
     req.end(body);
   });
 }
+
+/**
+ * A bare worker process (`main.ts --worker`) on the suite's database, queue prefix and data
+ * folder, logging warnings to the test's output; the caller kills it (it is not waited for).
+ */
+export function startWorkerProcess(t: TestServices, settings: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', 'main.ts', '--worker'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: t.config.DATABASE_URL,
+      REDIS_URL: t.config.REDIS_URL,
+      DATA_DIR: t.config.DATA_DIR,
+      QUEUE_PREFIX: t.config.QUEUE_PREFIX,
+      LOG_LEVEL: 'warn',
+      ...settings,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+}
