@@ -1,3 +1,4 @@
+import { StorageNotFoundError } from './errors.js';
 import { MAX_PRESIGN_SECONDS, type Body, type ByteRange } from './storage.js';
 
 /** The body's chunks as bytes (a Readable with an encoding set yields strings). */
@@ -24,4 +25,15 @@ export function checkExpiry(seconds: number): number {
     throw new RangeError(`expiresInSeconds must be a whole number from 1 to ${MAX_PRESIGN_SECONDS} (7 days)`);
   }
   return seconds;
+}
+
+/** `exists` for every backend: a stat that finds nothing is false; any other failure is thrown. */
+export async function existsByStat(stat: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await stat();
+    return true;
+  } catch (err) {
+    if (err instanceof StorageNotFoundError) return false;
+    throw err;
+  }
 }

@@ -7,7 +7,7 @@ import { StorageAccessDeniedError, StorageNotFoundError, StorageUnavailableError
 import { checkKey, checkPrefix, TEMP_FOLDER } from './keys.js';
 import type { UrlSigner } from './signed-url.js';
 import type { Body, ByteRange, ObjectInfo, PresignedPut, PresignOptions, PutResult, Storage } from './storage.js';
-import { checkExpiry, checkRange, toBytes } from './args.js';
+import { checkExpiry, checkRange, existsByStat, toBytes } from './args.js';
 
 /**
  * Objects as files below a folder (DATA_DIR by default): key `a/b.csv` is `<root>/a/b.csv`.
@@ -81,14 +81,8 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async exists(key: string): Promise<boolean> {
-    try {
-      await this.stat(key);
-      return true;
-    } catch (err) {
-      if (err instanceof StorageNotFoundError) return false;
-      throw err;
-    }
+  exists(key: string): Promise<boolean> {
+    return existsByStat(() => this.stat(key));
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {

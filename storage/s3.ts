@@ -12,11 +12,10 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable } from 'node:stream';
 import type { S3Settings } from '../core/config.js';
-import { StorageNotFoundError } from './errors.js';
 import { checkKey, checkPrefix } from './keys.js';
 import { s3Error } from './s3-errors.js';
 import type { Body, ByteRange, ObjectInfo, PresignedPut, PresignOptions, PutResult, Storage } from './storage.js';
-import { checkExpiry, checkRange, toBytes } from './args.js';
+import { checkExpiry, checkRange, existsByStat, toBytes } from './args.js';
 
 export interface S3Tuning {
   /** Bytes per multipart part (5 MiB at least); parts in flight × this is the memory a put holds. */
@@ -133,14 +132,8 @@ export class S3Storage implements Storage {
     return { key, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), etag: out.ETag ?? '' };
   }
 
-  async exists(key: string): Promise<boolean> {
-    try {
-      await this.stat(key);
-      return true;
-    } catch (err) {
-      if (err instanceof StorageNotFoundError) return false;
-      throw err;
-    }
+  exists(key: string): Promise<boolean> {
+    return existsByStat(() => this.stat(key));
   }
 
   async *list(prefix: string, { pageSize = 1000 }: { pageSize?: number } = {}): AsyncIterable<ObjectInfo> {
