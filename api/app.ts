@@ -2,7 +2,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { requestId } from 'hono/request-id';
 import type { Services } from '../jobs/index.js';
 import { errorBody, handleError } from './errors.js';
-import { accessLog, KeyedRoutes, refuseCrossSite, requireApiKey } from './middleware.js';
+import { accessLog, capJsonBodies, JSON_BODY_MAX_BYTES, KeyedRoutes, refuseCrossSite, requireApiKey } from './middleware.js';
 import { unknownTable } from './params.js';
 import { registerDashboard } from './routes/dashboard.js';
 import { registerDocs } from './routes/docs.js';
@@ -45,6 +45,7 @@ export function createApp(services: Services): OpenAPIHono {
   // Filled once every route is registered (below): the GET routes declared with `security`.
   const keyed = new KeyedRoutes();
   app.use('*', requireApiKey(services.config.API_KEY, keyed));
+  app.use('*', capJsonBodies(JSON_BODY_MAX_BYTES));
 
   registerDashboard(app);
   registerHealth(app, services);

@@ -34,3 +34,8 @@ export function mediaType(header: string | undefined): string | undefined {
   const t = header?.split(';')[0]?.trim().toLowerCase();
   return t ? t : undefined;
 }
+
+/** Whether a media type (from mediaType) is JSON: application/json or any +json type. */
+export function isJson(type: string | undefined): boolean {
+  return type === 'application/json' || type?.endsWith('+json') === true;
+}

@@ -1,8 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
-import { ForbiddenError, UnauthorizedError } from '../core/errors.js';
+import { bodyLimit } from 'hono/body-limit';
+import { ForbiddenError, PayloadTooLargeError, UnauthorizedError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { isJson, mediaType } from './body.js';
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** The local storage's presigned upload URL: authorized by its signature, which the route checks, as S3 does. */
@@ -82,6 +84,27 @@ function isOwnHost(origin: string, c: Context): boolean {
   } catch {
     return false; // "null" (sandboxed frames, file: pages) or garbage
   }
+}
+
+/** Largest JSON body of a control request (a load's {table, path}, a backup's table list, an upload's size). */
+export const JSON_BODY_MAX_BYTES = 64 * 1024;
+
+/**
+ * Caps every JSON request body at `limit` bytes (413 past it) before a validator reads it whole:
+ * a declared Content-Length is checked up front, a chunked body is counted as it arrives and never
+ * held past the limit. `POST /ingest` is left alone: it streams its own body under INGEST_MAX_BYTES.
+ */
+export function capJsonBodies(limit: number): MiddlewareHandler {
+  const cap = bodyLimit({
+    maxSize: limit,
+    onError: () => {
+      throw new PayloadTooLargeError(`a JSON request body is at most ${limit} bytes`, { limitBytes: limit });
+    },
+  });
+  return async (c, next) => {
+    if (SAFE.has(c.req.method) || c.req.path.startsWith('/ingest/')) return next();
+    return isJson(mediaType(c.req.header('content-type'))) ? cap(c, next) : next();
+  };
 }
 
 /** One JSON log line per request, carrying the request id the response also sends back. */

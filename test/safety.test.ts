@@ -270,6 +270,33 @@ describe('heavy work is bounded', () => {
     expect((await postCsv(one, '/loads?table=jobs', '2,Clerk\n')).status).toBe(202);
   }, 90_000);
 
+  test('a JSON body past 64 KiB is refused 413 on every route that reads one, declared or chunked, read no further', async () => {
+    // A body of the right shape with a long string in it, so a validator that read it whole would accept it.
+    const routes = ['/backups', '/backups/jobs/restore', '/uploads', '/loads'];
+    for (const route of routes) {
+      const declared = await postJson(app, route, { tables: ['jobs'], table: 'jobs', bytes: 1, path: 'x'.repeat(70 * 1024) });
+      expect({ route, status: declared.status }).toEqual({ route, status: 413 });
+      expect(((await declared.json()) as { error: { code: string; details: unknown } }).error).toMatchObject({
+        code: 'payload_too_large',
+        details: { limitBytes: 64 * 1024 },
+      });
+      // Chunked (no Content-Length) and endless: the service stops reading at the limit.
+      let pulled = 0;
+      const chunk = new TextEncoder().encode(' '.repeat(16 * 1024));
+      const endless = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          pulled += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+      });
+      const chunked = await app.request(route, { method: 'POST', headers: { 'content-type': 'application/json' }, body: endless, duplex: 'half' } as RequestInit);
+      expect({ route, status: chunked.status }).toEqual({ route, status: 413 });
+      expect(pulled).toBeLessThan(256 * 1024);
+    }
+    // A small body still passes the cap (and is judged by the route).
+    expect((await postJson(app, '/uploads', { table: 'jobs', bytes: 10 })).status).toBe(201);
+  }, 90_000);
+
   test('backups and restores queue up to BACKUP_QUEUE_MAX, then 429', async () => {
     // No worker runs in this suite's services: jobs stay waiting.
     const t = await createTestServices({ BACKUP_QUEUE_MAX: '2', BACKUP_WAIT_MS: '100' });

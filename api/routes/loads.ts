@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { BadRequestError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../core/errors.js';
+import { BadRequestError, NotFoundError, UnsupportedMediaTypeError } from '../../core/errors.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import type { Services } from '../../jobs/index.js';
 import { getLoad, landCsvBody, landMultipart, listLoads, namedObject, landingObject, rejectsOf, startLoads, storageOf, toView, uploadTarget, type Landed } from '../../loads/index.js';
-import { mediaType } from '../body.js';
+import { isJson, mediaType } from '../body.js';
 import { Gate } from '../limits.js';
 import { tableParam, WaitParam } from '../params.js';
 import { error, FieldIssueSchema, json, keyed, keyErrors, writeErrors } from '../schemas.js';
@@ -63,69 +62,58 @@ const JsonBody = z.object({
 const CSV_TYPES = ['text/csv', 'application/csv'];
 const MULTIPART = 'multipart/form-data';
 const ACCEPTED = ['text/csv (with ?table=)', MULTIPART, 'application/json {"table", "path"} or {"table", "url"}'];
-const isJson = (type: string | undefined) => type === 'application/json' || type?.endsWith('+json') === true;
 
 const OneOrSeveral = z.union([LoadSchema, z.object({ loads: z.array(LoadSchema) })]);
 const idParams = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '0b9f5c1e-2d4a-4f7e-9a51-3c2b1d0e8f77' }) });
 
 /**
  * Refuses, with the accepted list, a body the handler cannot read (before the library's bare 415
- * for an undeclared type), and caps a JSON body at INGEST_MAX_BYTES as POST /ingest does.
+ * for an undeclared type). A JSON body is capped for every route by capJsonBodies (middleware.ts).
  */
-function startGate(jsonLimit: number): MiddlewareHandler {
-  const limit = bodyLimit({
-    maxSize: jsonLimit,
-    onError: () => {
-      throw new PayloadTooLargeError(`request body is larger than ${jsonLimit} bytes`, { limitBytes: jsonLimit });
-    },
-  });
-  return async (c, next) => {
-    const type = mediaType(c.req.header('content-type'));
-    if (isJson(type)) return limit(c, next);
-    if (type === undefined || !(CSV_TYPES.includes(type) || type === MULTIPART)) throw new UnsupportedMediaTypeError(type, ACCEPTED);
-    return next();
-  };
-}
+const startGate: MiddlewareHandler = async (c, next) => {
+  const type = mediaType(c.req.header('content-type'));
+  if (!isJson(type) && (type === undefined || !(CSV_TYPES.includes(type) || type === MULTIPART))) throw new UnsupportedMediaTypeError(type, ACCEPTED);
+  return next();
+};
 
-const startRoute = (jsonLimit: number) =>
-  createRoute({
-    method: 'post',
-    path: '/loads',
-    tags: ['loads'],
-    summary: 'Load CSV files into their tables, through the queue',
-    description:
-      'A text/csv body (streamed to the landing folder, `?table=` required), multipart/form-data with one file part per table (hired_employees runs after departments and jobs of the same request), JSON {table, path} for a file already under the landing folder, or JSON {table, url} for an object in a bucket (s3://bucket/key). Each file becomes a load: 202 with it; with `?wait=true`, 200 once every load has finished, or 202 with their current state after LOAD_WAIT_MS.\n\n' +
-      'The query and a JSON body are validated from this declaration. The text/csv and multipart bodies are read by hand, streamed to disk with their bytes counted (413 past LOAD_MAX_BYTES), never buffered; so the multipart schema is for the document only. The body is required, but declared optional so that the JSON schema is checked only when the body is JSON.',
-    request: {
-      query: z.object({ table: tableParam('query').optional(), wait: WaitParam }),
-      body: {
-        required: false,
-        content: {
-          'text/csv': { schema: z.string() },
-          'application/csv': { schema: z.string() },
-          // A plain schema, not zod: a zod form schema would make the route buffer every upload.
-          'multipart/form-data': {
-            schema: { type: 'object', properties: Object.fromEntries(TABLE_NAMES.map((t) => [t, { type: 'string', format: 'binary' }])) },
-          },
-          'application/json': { schema: JsonBody },
+const startRoute = createRoute({
+  method: 'post',
+  path: '/loads',
+  tags: ['loads'],
+  summary: 'Load CSV files into their tables, through the queue',
+  description:
+    'A text/csv body (streamed to the landing folder, `?table=` required), multipart/form-data with one file part per table (hired_employees runs after departments and jobs of the same request), JSON {table, path} for a file already under the landing folder, or JSON {table, url} for an object in a bucket (s3://bucket/key). Each file becomes a load: 202 with it; with `?wait=true`, 200 once every load has finished, or 202 with their current state after LOAD_WAIT_MS.\n\n' +
+    'The query and a JSON body are validated from this declaration. The text/csv and multipart bodies are read by hand, streamed to disk with their bytes counted (413 past LOAD_MAX_BYTES), never buffered; so the multipart schema is for the document only. The body is required, but declared optional so that the JSON schema is checked only when the body is JSON.',
+  request: {
+    query: z.object({ table: tableParam('query').optional(), wait: WaitParam }),
+    body: {
+      required: false,
+      content: {
+        'text/csv': { schema: z.string() },
+        'application/csv': { schema: z.string() },
+        // A plain schema, not zod: a zod form schema would make the route buffer every upload.
+        'multipart/form-data': {
+          schema: { type: 'object', properties: Object.fromEntries(TABLE_NAMES.map((t) => [t, { type: 'string', format: 'binary' }])) },
         },
+        'application/json': { schema: JsonBody },
       },
     },
-    middleware: [startGate(jsonLimit)],
-    ...keyed,
-    responses: {
-      200: json(OneOrSeveral, 'Finished (with ?wait=true)'),
-      202: json(OneOrSeveral, 'Queued, or still running after LOAD_WAIT_MS'),
-      400: error('Bad request: missing table, bad wait, path outside the landing folder, a url that is not s3://bucket/key or names a bucket not allowed, bad JSON body or multipart part'),
-      404: error('Unknown table, or no object at the url'),
-      413: error('Larger than LOAD_MAX_BYTES'),
-      415: error('Unsupported content type'),
-      429: error('UPLOAD_CONCURRENCY uploads are already streaming in this process; Retry-After says when to try again'),
-      503: error('The queue is unreachable'),
-      507: error('The disk is nearly full (MIN_FREE_DISK_BYTES); nothing was kept'),
-      ...writeErrors,
-    },
-  });
+  },
+  middleware: [startGate],
+  ...keyed,
+  responses: {
+    200: json(OneOrSeveral, 'Finished (with ?wait=true)'),
+    202: json(OneOrSeveral, 'Queued, or still running after LOAD_WAIT_MS'),
+    400: error('Bad request: missing table, bad wait, path outside the landing folder, a url that is not s3://bucket/key or names a bucket not allowed, bad JSON body or multipart part'),
+    404: error('Unknown table, or no object at the url'),
+    413: error('Larger than LOAD_MAX_BYTES'),
+    415: error('Unsupported content type'),
+    429: error('UPLOAD_CONCURRENCY uploads are already streaming in this process; Retry-After says when to try again'),
+    503: error('The queue is unreachable'),
+    507: error('The disk is nearly full (MIN_FREE_DISK_BYTES); nothing was kept'),
+    ...writeErrors,
+  },
+});
 
 const listRoute = createRoute({
   method: 'get',
@@ -188,7 +176,7 @@ export function registerLoads(app: OpenAPIHono, services: Services): Gate {
   const limits = { maxBytes: config.LOAD_MAX_BYTES, minFreeBytes: config.MIN_FREE_DISK_BYTES };
   const view = (l: Parameters<typeof toView>[0]) => toView(l, config);
 
-  app.openapi(startRoute(config.INGEST_MAX_BYTES), async (c) => {
+  app.openapi(startRoute, async (c) => {
     const { table, wait } = c.req.valid('query');
     const type = mediaType(c.req.header('content-type'));
     let landed: Landed[];
