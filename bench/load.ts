@@ -1,9 +1,10 @@
 /**
- * `npm run bench:load -- [--rows 1000000] [--phases empty,same,changed,copy] [--chunk N] [--heap-mb N]`
+ * `npm run bench:load -- [--rows 1000000] [--phases empty,same,changed,copy] [--chunk N] [--heap-mb N] [--tsx]`
  *
  * Loads a generated hired_employees file (and its departments and jobs) through the real service:
- * the HTTP app in this process, one worker process (`main.ts --worker`) doing the work, a fresh
- * database. Phases, each timed from the load's own startedAt/finishedAt:
+ * the HTTP app in this process, one worker process doing the work, a fresh database. The worker
+ * runs compiled (`dist/main.js --worker`, rebuilt first when stale), as `npm start` runs it;
+ * `--tsx` runs the sources instead. Phases, each timed from the load's own startedAt/finishedAt:
  *   empty    into the empty table (inserts)
  *   same     the same file again (upsert path; every row unchanged, nothing rewritten)
  *   changed  a file with the same ids and other values (upsert path; every row updated)
@@ -23,6 +24,8 @@ import { createLogger } from '../core/log.js';
 import { migrate } from '../core/migrate.js';
 import { createQueues } from '../jobs/index.js';
 import { generate } from '../loads/sample.js';
+// @ts-expect-error plain JavaScript, no declarations
+import { build, isStale } from '../scripts/build.mjs';
 import { adminQuery, dbUrl as sharedDbUrl } from './support.js';
 
 const { values } = parseArgs({
@@ -33,6 +36,8 @@ const { values } = parseArgs({
     'bad-share': { type: 'string', default: '0' },
     /** Caps the worker's V8 heap (MB): a load that finishes under a small cap needs no more memory, whatever RSS V8 lets itself grow to without one. */
     'heap-mb': { type: 'string' },
+    /** Runs the worker from the TypeScript sources under tsx instead of compiled dist/ (as `npm start` runs it). */
+    tsx: { type: 'boolean', default: false },
     pg: { type: 'string', default: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
     redis: { type: 'string', default: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
   },
@@ -86,9 +91,15 @@ try {
   const app = createApp({ config, pool, queues, log });
 
   const heapCap = values['heap-mb'] ? [`--max-old-space-size=${Number(values['heap-mb'])}`] : [];
-  const worker = spawn(process.execPath, [...heapCap, '--import', 'tsx', 'main.ts', '--worker'], {
+  if (!values.tsx && (isStale as () => boolean)()) {
+    console.log('building dist/ (npm run build) ...');
+    (build as () => void)();
+  }
+  const entry = values.tsx ? ['--import', 'tsx', 'main.ts'] : ['dist/main.js'];
+  const worker = spawn(process.execPath, [...heapCap, ...entry, '--worker'], {
     cwd: root,
-    env: { PATH: process.env.PATH, ...env },
+    // NODE_OPTIONS passes through, e.g. a preload that samples the worker's memory.
+    env: { PATH: process.env.PATH, ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}), ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const peakRss = async () => {

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import type { PGlite } from '@electric-sql/pglite';
+import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { Logger } from '../core/log.js';
 import { registerInProcess } from './blob-copy.js';
 
@@ -60,7 +60,9 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
       await initdbElsewhere(dataDir);
       log?.debug({ dataDir, ms: Math.round(performance.now() - started) }, 'embedded PostgreSQL: new database folder created');
     }
-    db = await PGlite.create({ ...(dataDir ? { dataDir } : {}), startParams: START_PARAMS });
+    // Loaded here, not at the top: a process with a PostgreSQL server never loads PGlite.
+    const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite-socket')]);
+    db = await PGlite.create({ ...(dataDir ? { dataDir } : {}), startParams: await startParams() });
     const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: opts.maxConnections ?? 64 });
     groupExtendedQueries(server);
     await server.start();
@@ -93,11 +95,10 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; maxConnect
  * the demo's tables and indexes several times over and loads run as fast. A folder made by an
  * earlier version keeps working: these are start parameters, not written into its files.
  */
-const START_PARAMS = [
-  ...PGlite.defaultStartParams,
-  '-c',
-  'shared_buffers=32MB',
-];
+async function startParams(): Promise<string[]> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  return [...PGlite.defaultStartParams, '-c', 'shared_buffers=32MB'];
+}
 
 /**
  * Creates a new database folder (initdb) in a short-lived child process. PGlite runs initdb in a
@@ -110,7 +111,7 @@ async function initdbElsewhere(dataDir: string): Promise<void> {
     `const { PGlite } = await import(${JSON.stringify(pglite)});` +
     `const db = await PGlite.create({ dataDir: process.argv[1], startParams: JSON.parse(process.argv[2]) });` +
     `await db.close();`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code, dataDir, JSON.stringify(START_PARAMS)], {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code, dataDir, JSON.stringify(await startParams())], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

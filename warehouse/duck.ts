@@ -36,9 +36,9 @@ export function setBuildLimits(memoryLimit: string, spillDir: string): void {
   buildOptions = { memory_limit: memoryLimit, temp_directory: spillDir };
 }
 
-/** A throwaway in-memory DuckDB for converting and merging Parquet. */
-export async function withMemoryDuck<T>(fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-  const instance = await (await duckdb()).create(':memory:', buildOptions);
+/** A throwaway in-memory DuckDB for converting and merging Parquet; `options` add to the build limits. */
+export async function withMemoryDuck<T>(fn: (conn: DuckDBConnection) => Promise<T>, options: Record<string, string> = {}): Promise<T> {
+  const instance = await (await duckdb()).create(':memory:', { ...buildOptions, ...options });
   const conn = await instance.connect();
   try {
     return await fn(conn);
