@@ -201,6 +201,11 @@ const schema = z.object({
     .string()
     .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'WAREHOUSE_MEMORY_LIMIT must look like 512MB or 2GB')
     .default('1GB'),
+  /**
+   * Threads DuckDB may use while a refresh builds the warehouse (DuckDB's own default is one per
+   * core). Each thread holds buffers of its own, so fewer bound the process's memory better.
+   */
+  WAREHOUSE_THREADS: z.coerce.number().int().min(1).max(256).default(1),
   /** A table's Parquet deltas are merged into a new base once this many pile up. */
   WAREHOUSE_COMPACT_AFTER: z.coerce.number().int().min(1).max(10_000).default(16),
   /** Longest `POST /warehouse/refresh?wait=true` waits before answering 202 with the job id. */

@@ -32,8 +32,8 @@ export function columnNames(table: TableName): string[] {
 /** Limits for the DuckDB instances that build the warehouse (set from config by the refresh). */
 let buildOptions: Record<string, string> = {};
 
-export function setBuildLimits(memoryLimit: string, spillDir: string): void {
-  buildOptions = { memory_limit: memoryLimit, temp_directory: spillDir };
+export function setBuildLimits(memoryLimit: string, threads: number, spillDir: string): void {
+  buildOptions = { memory_limit: memoryLimit, threads: String(threads), temp_directory: spillDir };
 }
 
 /** A throwaway in-memory DuckDB for converting and merging Parquet; `options` add to the build limits. */

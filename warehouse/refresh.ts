@@ -38,7 +38,7 @@ export interface RefreshDeps {
  */
 export async function refreshWarehouse({ config, pool, log }: RefreshDeps, opts: PublishOptions = {}): Promise<RefreshResult> {
   const layout = layoutOf(config.dirs.warehouse);
-  setBuildLimits(config.WAREHOUSE_MEMORY_LIMIT, path.join(layout.tmp, 'spill'));
+  setBuildLimits(config.WAREHOUSE_MEMORY_LIMIT, config.WAREHOUSE_THREADS, path.join(layout.tmp, 'spill'));
   const t0 = performance.now();
   const client = await pool.connect();
   try {
