@@ -262,6 +262,9 @@ const schema = z.object({
   ),
 });
 
+/** Every setting with its default and range; test/docs.test.ts holds the README's table to it. */
+export const settingsSchema = schema;
+
 /** The S3-compatible bucket behind STORAGE_URL, with what the client needs to reach it. */
 export interface S3Settings {
   readonly bucket: string;
