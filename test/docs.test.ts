@@ -116,14 +116,43 @@ describe('README commands', () => {
     expect(named.filter((n) => !scripts.includes(n))).toEqual([]);
   });
 
-  test('every `hr COMMAND` of the Command line section is a command of `hr --help`', async () => {
-    let help = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((help += String(chunk)), true));
-    expect(await hr(['--help'], {})).toBe(0);
-    const commands = [...help.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!);
+  test('every `npm run X -- --option` is an option the script reads', () => {
+    const { scripts } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const uses = [...README.matchAll(/npm run ([a-z][\w:-]*) (?:\[)?-- ([^`#\n\]]*)/g)];
+    expect(uses.length).toBeGreaterThan(5);
+    for (const [, name, rest] of uses) {
+      const file = /\b(bench\/[\w-]+\.ts)\b/.exec(scripts[name!] ?? '')?.[1];
+      expect(file, `npm run ${name} runs a bench/ script`).toBeDefined();
+      const source = readFileSync(path.join(ROOT, file!), 'utf8');
+      for (const [, option] of rest!.matchAll(/--([a-z][a-z-]*)/g)) {
+        expect(source.includes(`'${option}'`) || source.includes(`--${option}`), `npm run ${name} -- --${option}`).toBe(true);
+      }
+    }
+  });
+
+  /** What `hr ARGS` prints, run in this process. */
+  async function hrOut(args: string[]): Promise<string> {
+    let out = '';
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
+    try {
+      expect(await hr(args, {}), `hr ${args.join(' ')}`).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    return out;
+  }
+
+  test('every `hr COMMAND --option` in the README is a command of `hr --help` with that option', async () => {
+    const commands = [...(await hrOut(['--help'])).matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!);
     expect(commands.length).toBeGreaterThan(5);
-    const named = [...section('Command line').matchAll(/(?:^|&& |`)hr ([a-z][a-z-]*)/gm)].map((m) => m[1]!);
-    expect(named.length).toBeGreaterThan(5);
-    expect(named.filter((n) => !commands.includes(n))).toEqual([]);
+    // Command lines: in code blocks and in backticks, alone, after `npx` or after `&&`.
+    const uses = [...README.matchAll(/(?:^|&& |`|npx )hr ([a-z][a-z-]*)([^`#\n&]*)/gm)].map((m) => ({ command: m[1]!, rest: m[2]! }));
+    expect(uses.length).toBeGreaterThan(10);
+    expect(uses.map((u) => u.command).filter((c) => !commands.includes(c))).toEqual([]);
+    const usage = new Map<string, string>();
+    for (const { command, rest } of uses) {
+      if (!usage.has(command)) usage.set(command, await hrOut([command, '--help']));
+      for (const [option] of rest.matchAll(/--[a-z][a-z-]*/g)) expect(usage.get(command), `hr ${command} ${option}`).toContain(`${option}`);
+    }
   });
 });
