@@ -146,8 +146,9 @@ const schema = z.object({
   /** Largest request body POST /ingest accepts, counted on the stream. */
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /**
-   * Longest field (UTF-8 bytes) the data rules accept, on every write path (ingest, loads,
-   * restore): a longer one makes its row a reject saying so.
+   * Longest field (UTF-8 bytes) the data rules accept in batches and loads: a longer one makes its
+   * row a reject saying so. A restore holds fields to MAX_FIELD_MAX_BYTES instead, so a backup
+   * restores whatever the setting was when its rows came in (backup/avro-to-copy.ts).
    */
   FIELD_MAX_BYTES: z.coerce.number().int().min(1024).max(MAX_FIELD_MAX_BYTES).default(DEFAULT_FIELD_MAX_BYTES),
   /** A reject's raw text is kept up to this many UTF-8 bytes; longer text is cut and marked truncated. */
