@@ -82,7 +82,8 @@ describe('README settings table', () => {
 
 describe('README route overview', () => {
   const app = createApp({ config: loadConfig({}), log: createLogger('silent') } as unknown as Services);
-  type Doc = { paths: Record<string, Record<string, { requestBody?: { content: Record<string, unknown> }; responses: Record<string, unknown> }>> };
+  type Operation = { parameters?: { name: string }[]; requestBody?: { content: Record<string, unknown> }; responses: Record<string, unknown> };
+  type Doc = { paths: Record<string, Record<string, Operation>> };
   const openapi = async () => (await (await app.request('/openapi.json')).json()) as Doc;
   const routes = (doc: Doc) => Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
   const overview = tableRows(section('API at a glance')).flatMap(([cell]) => ticked(cell!));
@@ -94,6 +95,21 @@ describe('README route overview', () => {
     expect(declared.filter((r) => !overview.includes(r))).toEqual([]);
     expect(overview.filter((r) => !declared.includes(r) && !pages.includes(r))).toEqual([]);
     for (const page of pages) expect((await app.request(page.split(' ')[1]!)).status, page).toBe(200);
+  });
+
+  test('every route that queues a job declares the 503 of an unreachable queue (Limits and safety)', async () => {
+    const doc = await openapi();
+    // The routes with ?wait, which start a job, and the restore, which always waits for one.
+    const queueing = Object.entries(doc.paths).flatMap(([p, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.parameters?.some((q) => q.name === 'wait') || p.endsWith('/restore'))
+        .map(([m]) => `${m.toUpperCase()} ${p}`),
+    );
+    expect(queueing.length).toBe(6);
+    for (const route of queueing) {
+      const [m, p] = route.split(' ') as [string, string];
+      expect(Object.keys(doc.paths[p]![m.toLowerCase()]!.responses), route).toContain('503');
+    }
   });
 
   test('every route that takes a JSON body declares the 413 of the 64 KiB cap (Limits and safety)', async () => {

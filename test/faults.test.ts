@@ -265,6 +265,12 @@ describe('faults survived by the processes themselves', () => {
     expect(refused.status, refused.text).toBe(503);
     // A bound for the failure mode (15 s before), generous for a loaded machine; not a speed claim.
     expect(performance.now() - t0).toBeLessThan(12_000);
+    // A backup, a restore and a refresh asked for meanwhile are refused the same way, not a 500.
+    for (const p of ['/backups', '/backups/jobs/restore', '/warehouse/refresh']) {
+      const res = await httpRequest(api.base, 'POST', p, { 'content-type': 'application/json' }, '{}');
+      expect(res.status, `${p}: ${res.text}`).toBe(503);
+      expect(JSON.parse(res.text)).toMatchObject({ error: { code: 'unavailable' } });
+    }
     expect((await getJson('/health')).status).toBe(503);
     bothAlive();
     await sleep(1_000);

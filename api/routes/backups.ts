@@ -94,6 +94,7 @@ const createBackupRoute = createRoute({
     400: error('Bad body or wait'),
     413: error('A JSON body larger than 64 KiB'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    503: error('The queue is unreachable'),
     ...writeErrors,
   },
 });
@@ -165,6 +166,7 @@ const restoreRoute = createRoute({
     422: error('The file is damaged, of another table, or holds rows that break the data rules'),
     413: error('A JSON body larger than 64 KiB'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    503: error('The queue is unreachable'),
     ...writeErrors,
   },
 });

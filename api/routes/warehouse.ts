@@ -54,6 +54,7 @@ const refreshRoute = createRoute({
     202: json(RefreshAccepted, 'Queued, or still going after WAREHOUSE_REFRESH_WAIT_MS'),
     400: error('Bad wait'),
     500: error('The refresh failed'),
+    503: error('The queue is unreachable'),
     ...writeErrors,
   },
 });
