@@ -1,4 +1,4 @@
-import { AppError, NotFoundError, TooManyRequestsError, UnavailableError } from '../core/errors.js';
+import { AppError, NotFoundError, TooManyRequestsError } from '../core/errors.js';
 import type { TableName } from '../core/tables.js';
 import { errorFromFailure, waitForJob, type JobOptions, type Services } from '../jobs/index.js';
 import { BACKUP_JOB, BACKUP_JOB_OPTS, RESTORE_JOB, RESTORE_JOB_OPTS, type BackupJobData, type RestoreJobData } from './jobs.js';
@@ -8,22 +8,14 @@ import { isBackupId, type BackupEntry } from './sets.js';
 export type Outcome<T> = { done: true; value: T } | { done: false; jobId: string; status: 'queued' | 'running' };
 
 /**
- * Adds a job to the backups queue and, when asked, waits for it. An unreachable queue is a 503.
- * A job that failed on bad input comes back as the AppError it threw in the worker (404/409/422);
- * anything else is a 500 that names the job, whose failure is in the worker's log.
+ * Adds a job to the backups queue and, when asked, waits for it. A job that failed on bad input
+ * comes back as the AppError it threw in the worker (404/409/422); anything else is a 500 that
+ * names the job, whose failure is in the worker's log.
  */
 async function runBackupJob<T>(services: Services, name: string, data: object, opts: JobOptions, waitFor: boolean): Promise<Outcome<T>> {
   const { queues } = services;
-  let jobId: string;
-  try {
-    await refuseWhenFull(services);
-    jobId = (await queues.backups.add(name, data, opts)).id!;
-  } catch (err) {
-    if (err instanceof AppError) throw err;
-    // The queue's own error names its host: logged, not answered.
-    services.log.warn({ err, name }, 'could not queue a backup job');
-    throw new UnavailableError(`could not queue the ${name}: the queue (Redis) is unreachable; try again when it is back`);
-  }
+  await refuseWhenFull(services);
+  const jobId = (await queues.backups.add(name, data, opts)).id!;
   if (!waitFor) return { done: false, jobId, status: 'queued' };
   const outcome = await waitForJob(queues.backups, jobId, services.config.BACKUP_WAIT_MS);
   if (outcome.state === 'completed') return { done: true, value: outcome.result as T };

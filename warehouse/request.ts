@@ -1,4 +1,4 @@
-import { AppError, UnavailableError } from '../core/errors.js';
+import { AppError } from '../core/errors.js';
 import { waitForJob, type Services } from '../jobs/index.js';
 
 /** The deduplication id of the one refresh job that may be waiting at any time. */
@@ -49,18 +49,11 @@ export type RefreshOutcome =
 
 /**
  * A refresh asked for by a user: it runs now, and with `wait` this waits for it up to
- * WAREHOUSE_REFRESH_WAIT_MS; past that, the job's current state. An unreachable queue is a 503;
- * a failed refresh is a 500 naming the job.
+ * WAREHOUSE_REFRESH_WAIT_MS; past that, the job's current state. A failed refresh is a 500
+ * naming the job.
  */
-export async function refreshNow(services: Pick<Services, 'config' | 'queues' | 'log'>, wait: boolean): Promise<RefreshOutcome> {
-  let jobId: string;
-  try {
-    jobId = await requestWarehouseRefresh(services, 'api', { immediate: true });
-  } catch (err) {
-    // The queue's own error names its host: logged, not answered.
-    services.log.warn({ err }, 'could not queue a warehouse refresh');
-    throw new UnavailableError('could not queue the refresh: the queue (Redis) is unreachable; try again when it is back');
-  }
+export async function refreshNow(services: Pick<Services, 'config' | 'queues'>, wait: boolean): Promise<RefreshOutcome> {
+  const jobId = await requestWarehouseRefresh(services, 'api', { immediate: true });
   if (!wait) return { done: false, jobId };
   const done = await waitForJob(services.queues.warehouse, jobId, services.config.WAREHOUSE_REFRESH_WAIT_MS);
   if (done.timedOut) return { done: false, jobId, status: done.state === 'active' ? 'running' : 'queued' };

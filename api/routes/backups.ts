@@ -3,7 +3,7 @@ import { backupStorage, listBackups, readManifest, requestBackup, requestRestore
 import type { Services } from '../../jobs/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { tableParam, WaitParam } from '../params.js';
-import { error, json, keyed, keyErrors, writeErrors } from '../schemas.js';
+import { error, json, keyed, keyErrors, writeErrors, queueErrors } from '../schemas.js';
 import { Gate } from '../limits.js';
 
 const BackupEntrySchema = z
@@ -94,7 +94,7 @@ const createBackupRoute = createRoute({
     400: error('Bad body or wait'),
     413: error('A JSON body larger than 64 KiB'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
-    503: error('The queue is unreachable'),
+    ...queueErrors,
     ...writeErrors,
   },
 });
@@ -166,7 +166,7 @@ const restoreRoute = createRoute({
     422: error('The file is damaged, of another table, or holds rows that break the data rules'),
     413: error('A JSON body larger than 64 KiB'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
-    503: error('The queue is unreachable'),
+    ...queueErrors,
     ...writeErrors,
   },
 });
