@@ -290,7 +290,7 @@ export type Config = Readonly<
     /** Resolved: the HOST setting, or the default that depends on API_KEY. */
     HOST: string;
     /** Folders under DATA_DIR, all absolute. */
-    dirs: { landing: string; rejects: string; backups: string; warehouse: string };
+    dirs: { landing: string; backups: string; warehouse: string };
     /** Where files live: the folder DATA_DIR or an S3-compatible bucket (STORAGE_URL). */
     storage: StorageSettings;
   }
@@ -354,7 +354,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     DATA_DIR: dataDir,
     dirs: {
       landing: path.join(dataDir, 'landing'),
-      rejects: path.join(dataDir, 'rejects'),
       backups: path.join(dataDir, 'backups'),
       warehouse: path.join(dataDir, 'warehouse'),
     },
