@@ -59,7 +59,15 @@ export async function catchUp(
   }
   const folded = await applyChanges(conn, changed);
   await describe(conn);
-  await conn.run('COMMIT');
+  // This commit checkpoints straight into the file instead of writing the WAL, fsyncing it, and
+  // checkpointing after (auto_checkpoint_skip_wal_threshold is 0 on the build instance, see
+  // duck.ts): a crash before the checkpoint's header is written leaves the file as it was.
+  await conn.run(`SET GLOBAL checkpoint_threshold = '0b'`);
+  try {
+    await conn.run('COMMIT');
+  } finally {
+    await conn.run('RESET GLOBAL checkpoint_threshold');
+  }
   return folded;
 }
 

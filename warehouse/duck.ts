@@ -58,7 +58,7 @@ async function withEngine<T>(fn: (instance: DuckDBInstance) => Promise<T>): Prom
   const key = JSON.stringify(buildOptions);
   if (!engine || engine.key !== key) {
     const old = engine;
-    const created: Engine = { key, instance: (async () => (await duckdb()).create(':memory:', buildOptions))(), users: 0, retired: false };
+    const created: Engine = { key, instance: (async () => (await duckdb()).create(':memory:', { ...buildOptions, auto_checkpoint_skip_wal_threshold: '0' }))(), users: 0, retired: false };
     created.instance.catch(() => {
       if (engine === created) engine = undefined;
     });
