@@ -97,22 +97,19 @@ async function applyChanges(conn: DuckDBConnection, changed: Set<string>): Promi
   //
   // Finding base rows is the one read of the base: four narrow columns, joined to the ids. No
   // index: an ART index on 10M rows takes seconds to build and is rewritten by every checkpoint.
-  // The ids go to a temp table so the join knows their range, and perfect_ht_threshold lets it
-  // use a plain array over that range (when the ids lie less than 2^24 apart) instead of hashing
-  // each of the base's millions of ids: a quarter less time for the read at 10M hires.
+  // An inner join with a temp table of the ids ran 10-30% faster than the semi-join with EXCEPT
+  // it replaces (same run, loaded machine).
   await conn.run(`CREATE TEMP TABLE base_ids AS
     SELECT id FROM chg_hired_employees WHERE id NOT IN (SELECT hire_id FROM fact_hires_changes)`);
   const oldHires = `(SELECT date_key, department_id, job_id FROM fact_hires_changes
                       WHERE hire_id IN (SELECT id FROM chg_hired_employees) AND NOT deleted
     UNION ALL
     SELECT b.date_key, b.department_id, b.job_id FROM fact_hires_base b JOIN base_ids c ON b.hire_id = c.id)`;
-  await conn.run('SET perfect_ht_threshold = 24');
   await conn.run(`CREATE TEMP TABLE agg_diff AS
     SELECT year, quarter, department_id, job_id, sum(hires)::INTEGER AS hires FROM (
       SELECT year, quarter, department_id, job_id, -hires AS hires FROM (${AGG_SELECT(oldHires)})
       UNION ALL ${AGG_SELECT(`(${FACT_SELECT} FROM chg_hired_employees WHERE NOT _deleted)`)}
     ) GROUP BY ALL HAVING sum(hires) <> 0`);
-  await conn.run('RESET perfect_ht_threshold');
 
   // The new version of each changed hire, or for a deleted one a marker (the export's row of a
   // deleted id holds only the id), which hides its base row (if it has one) from fact_hires.
