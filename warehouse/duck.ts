@@ -54,11 +54,13 @@ interface Engine {
 let engine: Engine | undefined;
 let attached = 0;
 
-async function withEngine<T>(fn: (instance: DuckDBInstance) => Promise<T>): Promise<T> {
+async function withEngine<T>(fn: (instance: DuckDBInstance, engine: Engine) => Promise<T>): Promise<T> {
   const key = JSON.stringify(buildOptions);
   if (!engine || engine.key !== key) {
     const old = engine;
-    const created: Engine = { key, instance: (async () => (await duckdb()).create(':memory:', { ...buildOptions, auto_checkpoint_skip_wal_threshold: '0' }))(), users: 0, retired: false };
+    // auto_checkpoint_skip_wal_threshold 0: a commit that checkpoints skips the WAL (apply.ts).
+    const options = { ...buildOptions, auto_checkpoint_skip_wal_threshold: '0' };
+    const created: Engine = { key, instance: (async () => (await duckdb()).create(':memory:', options))(), users: 0, retired: false };
     created.instance.catch(() => {
       if (engine === created) engine = undefined;
     });
@@ -68,7 +70,7 @@ async function withEngine<T>(fn: (instance: DuckDBInstance) => Promise<T>): Prom
   const e = engine;
   e.users++;
   try {
-    return await fn(await e.instance);
+    return await fn(await e.instance, e);
   } finally {
     e.users--;
     if (e.retired && e.users === 0) closeEngine(e);
@@ -76,7 +78,9 @@ async function withEngine<T>(fn: (instance: DuckDBInstance) => Promise<T>): Prom
 }
 
 function retire(e: Engine): void {
+  if (e.retired) return;
   e.retired = true;
+  if (engine === e) engine = undefined;
   if (e.users === 0) closeEngine(e);
 }
 
@@ -104,7 +108,7 @@ export async function withMemoryDuck<T>(fn: (conn: DuckDBConnection) => Promise<
  * close: committed work in the WAL is checkpointed, as a close of its own instance did).
  */
 export async function withDuckFile<T>(file: string, fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-  return withEngine(async (instance) => {
+  return withEngine(async (instance, e) => {
     const conn = await instance.connect();
     const alias = `wh_build_${++attached}`;
     let isAttached = false;
@@ -122,7 +126,11 @@ export async function withDuckFile<T>(file: string, fn: (conn: DuckDBConnection)
         if (isAttached) {
           if (!done) await conn.run('ROLLBACK').catch(() => {});
           await conn.run('USE memory');
-          await conn.run(`DETACH ${alias}`);
+          await conn.run(`DETACH ${alias}`).catch((err: unknown) => {
+            // Still attached, so still locked: close the whole instance (after its other users).
+            retire(e);
+            throw err;
+          });
         }
       } finally {
         conn.closeSync();
