@@ -126,11 +126,16 @@ async function applyChanges(conn: DuckDBConnection, changed: Set<string>): Promi
   return foldIfLarge(conn);
 }
 
-/** Moves fact_hires_changes into fact_hires_base once it has grown past FOLD_SHARE of it. */
+/**
+ * Moves fact_hires_changes into fact_hires_base once it has grown past FOLD_SHARE of it. The base's
+ * size comes from the catalog (rows stored, a fold's deleted ones included until they are vacuumed):
+ * close enough for a threshold, where count(*) took ~17 ms per refresh at 10M hires.
+ */
 async function foldIfLarge(conn: DuckDBConnection): Promise<boolean> {
   const [{ changes, base }] = (await queryRows<{ changes: number; base: number }>(
     conn,
-    `SELECT (SELECT count(*) FROM fact_hires_changes)::DOUBLE AS changes, (SELECT count(*) FROM fact_hires_base)::DOUBLE AS base`,
+    `SELECT (SELECT count(*) FROM fact_hires_changes)::DOUBLE AS changes, (SELECT estimated_size FROM duckdb_tables()
+      WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'fact_hires_base')::DOUBLE AS base`,
   )) as [{ changes: number; base: number }];
   if (changes < Math.max(FOLD_MIN_ROWS, FOLD_SHARE * base)) return false;
   await conn.run(`DELETE FROM fact_hires_base WHERE hire_id IN (SELECT hire_id FROM fact_hires_changes)`);
