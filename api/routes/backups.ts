@@ -3,7 +3,7 @@ import { backupStorage, listBackups, readManifest, requestBackup, requestRestore
 import type { Services } from '../../jobs/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { tableParam, WaitParam } from '../params.js';
-import { error, json, keyed, keyErrors, writeErrors } from '../schemas.js';
+import { error, json, keyed, keyErrors, writeErrors, queueErrors } from '../schemas.js';
 import { Gate } from '../limits.js';
 
 const BackupEntrySchema = z
@@ -93,6 +93,7 @@ const createBackupRoute = createRoute({
     202: json(JobAccepted, 'The backup job is queued (or still going after BACKUP_WAIT_MS)'),
     400: error('Bad body or wait'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    ...queueErrors,
     ...writeErrors,
   },
 });
@@ -163,6 +164,7 @@ const restoreRoute = createRoute({
     ),
     422: error('The file is damaged, of another table, or holds rows that break the data rules'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    ...queueErrors,
     ...writeErrors,
   },
 });
