@@ -221,6 +221,13 @@ describe('faults survived by the processes themselves', () => {
     // While it is down: the processes live, /health says so, analytics answer from the warehouse file.
     expect((await getJson('/health')).status).toBe(503);
     await analyticsAnswer();
+    // Requests that need it answer 503, naming no host, and the service keeps serving.
+    for (const path of ['/loads', '/departments']) {
+      const down = await getJson(path);
+      expect({ path, status: down.status }).toEqual({ path, status: 503 });
+      expect(JSON.stringify(down.body)).toMatch(/unreachable/);
+      expect(JSON.stringify(down.body)).not.toMatch(/127\.0\.0\.1|ECONNREFUSED/);
+    }
     bothAlive();
     await sleep(1_000);
     await pgServer.start();
