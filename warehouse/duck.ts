@@ -40,8 +40,8 @@ export function setBuildLimits(memoryLimit: string, spillDir: string): void {
 /**
  * One in-memory DuckDB instance per process for the build side, kept between refreshes: creating
  * an instance (its catalog of built-in functions) and closing it cost more than a refresh's own
- * work on small changes (~15 ms each on a quiet machine, 40-90 ms under load), and a refresh
- * needed two. Version files are ATTACHed to it and DETACHed when done, which takes and releases
+ * small writes (at 10M hires on a loaded machine: 13-18 ms to create at real-time priority, 40-90
+ * ms without, up to 75 ms to close), and a refresh needed two. Version files are ATTACHed to it and DETACHed when done, which takes and releases
  * the same file lock as an instance of their own. A change of limits starts a new instance; the
  * old one closes when its last user is done.
  */
