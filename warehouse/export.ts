@@ -128,9 +128,9 @@ function baseOrder(table: TableName, alias: string): string {
 
 /**
  * Writes the CSV (already in its file's row order, see exportChanges) as Parquet; answers how many
- * of a delta's rows are deletions. One DuckDB thread streams it: rows go out in the order they
- * come, and a second thread only added buffers (measured: 5M rows, 179 MB peak with one thread,
- * 250 MB with two, 566 MB when DuckDB also sorted them).
+ * of a delta's rows are deletions. DuckDB streams it, rows going out in the order they come (it
+ * keeps insertion order); with one thread (WAREHOUSE_THREADS' default), a 5M-row delta peaked at
+ * 179 MB in a bare process, 250 MB with two threads, 566 MB when DuckDB also sorted the rows.
  */
 async function csvToParquet(
   layout: WarehouseLayout,
@@ -163,5 +163,5 @@ async function csvToParquet(
       await conn.run(`COPY (SELECT ${names} FROM ${source}) TO ${sqlString(target)} (FORMAT parquet, COMPRESSION zstd)`);
     }
     return 0;
-  }, { threads: '1' });
+  });
 }
