@@ -6,7 +6,6 @@ import { findMissingReferences, missingFlag, missingReference, referenceChecks, 
 import type { Services } from '../jobs/index.js';
 import { withTransaction, type PoolClient } from '../core/db.js';
 import { AppError, BusyError, ConflictError, UnprocessableError } from '../core/errors.js';
-import { requestWarehouseRefresh } from '../warehouse/index.js';
 import { TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroReading, BackupFileError, readBackupFile } from './read.js';
 import { applyDiff, buildDiff, DIFF, dropIndexesAndForeignKeys, type DiffCounts } from './diff.js';
@@ -102,6 +101,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
       const copy = await copyIn(client, STAGE, [...table.columns, { name: 'pos', pgType: 'bigint' }], 'binary');
       const rows = await readBackupFile(store, file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
       lap('staged');
+      preloadWarehouse();
       if (validate.rejected > 0) throw refused(validate);
       if (!validate.ascending) {
         // Rows apply in order: of two rows with one id, the later one wins.
@@ -128,6 +128,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   }
 
   if (result.inserted + result.updated + result.deleted > 0) {
+    const { requestWarehouseRefresh } = await warehouse();
     await requestWarehouseRefresh(services, `restore ${table.name}`).catch((err: unknown) =>
       log.warn({ err }, 'could not request a warehouse refresh'),
     );
@@ -135,6 +136,17 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   lap('committed');
   log.info({ ...result, ms: phases }, 'table restored');
   return result;
+}
+
+/**
+ * The warehouse (and through it the job queue), asked for a refresh once a restore has committed.
+ * Loaded on first use, and `preload` starts loading it while PostgreSQL is busy on its own (index
+ * builds, the diff), so a process that runs one restore (a fresh worker, the bench's) does not pay
+ * for loading BullMQ and the warehouse before its restore starts, nor after it ends.
+ */
+const warehouse = () => import('../warehouse/index.js');
+function preloadWarehouse(): void {
+  warehouse().catch(() => {}); // a failure shows when the refresh is asked for
 }
 
 /** Arbitrary constant: the advisory lock that lets one restore run at a time, whichever process runs it. */
@@ -304,6 +316,7 @@ async function restoreIntoEmpty(
     // Without all of its foreign keys to validate the rows, check them explicitly first.
     await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
   }
+  preloadWarehouse();
   for (const statement of rebuild.filter((s) => !isFk(s))) await client.query(statement);
   lap('indexes');
   await client.query('SAVEPOINT restore_direct_fks');
