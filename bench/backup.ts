@@ -146,7 +146,13 @@ async function main(): Promise<void> {
       const pgRestoreChanged = await timed('pg_restore', ['--clean', '--if-exists', ...pgConn, dumpFile]);
       await expectOriginal('pg_restore over 1% changed rows');
       runs.push({ dump, backupRun, restoreEmptyRun, pgRestoreEmpty, restoreChangedRun, pgRestoreChanged });
-      if (REPEAT > 1) process.stdout.write(`run ${r + 1} of ${REPEAT} done\n`);
+      if (REPEAT > 1) {
+        const w = (m: Measured) => m.wallS.toFixed(2);
+        process.stdout.write(
+          `run ${r + 1} of ${REPEAT}, wall s ours/pg: backup ${w(backupRun)}/${w(dump)}, restore into emptied ${w(restoreEmptyRun)}/${w(pgRestoreEmpty)}, ` +
+            `over 1% changed ${w(restoreChangedRun)}/${w(pgRestoreChanged)}\n`,
+        );
+      }
     }
     /** The run whose wall time is the median of `pick`'s over all runs. */
     const median = (pick: (run: (typeof runs)[number]) => Measured): Measured =>
