@@ -45,6 +45,8 @@ const INT_MAX = 2147483647;
 const FIELD_MAX_BYTES = MAX_FIELD_MAX_BYTES;
 /** A reject's raw text is cut here where it is made (at most 10,000 are kept per restore). */
 const RAW_MAX_BYTES = 4 * 1024;
+/** Distinct ids per reference column `collectRefs` keeps before it gives up on that column (about 2 MB). */
+const MAX_COLLECTED_IDS = 65_536;
 
 /**
  * Records arrive with timestamps as raw microseconds (see `readBackupFile`'s `rawTimestamps`).
@@ -73,12 +75,19 @@ export class ValidateToCopy extends Transform {
   ascending = true;
   valid = 0;
   rejected = 0;
+  /**
+   * With `collectRefs`: the distinct values of each reference column among the valid rows, so
+   * the references can be checked once per id instead of per row; `undefined` once a column has
+   * more than MAX_COLLECTED_IDS of them (memory stays flat; the caller checks in SQL instead).
+   */
+  refIds: (Set<number> | undefined)[] | undefined;
+  private readonly refCols: number[];
 
   /** `withPosition`: add each row's 0-based position in the file as a last column (the staging table's `pos`). */
   constructor(
     table: TableDef,
     private readonly onReject: (r: Reject) => void,
-    opts: { withPosition?: boolean; avroBytes?: boolean } = {},
+    opts: { withPosition?: boolean; avroBytes?: boolean; collectRefs?: readonly number[] } = {},
   ) {
     super(opts.avroBytes ? {} : { writableObjectMode: true, writableHighWaterMark: 4096 });
     this.batch = new RowBatch(table, { fieldMaxBytes: FIELD_MAX_BYTES });
@@ -87,6 +96,19 @@ export class ValidateToCopy extends Transform {
     this.withPosition = opts.withPosition ?? true;
     this.texts = new Array(table.columns.length);
     this.copy = new BinaryCopyWriter((chunk) => this.push(chunk));
+    this.refCols = [...(opts.collectRefs ?? [])];
+    this.refIds = opts.collectRefs ? this.refCols.map(() => new Set<number>()) : undefined;
+  }
+
+  /** Notes the reference ids of a valid row (`value(c)` = its value in column c). */
+  protected collect(value: (c: number) => number): void {
+    const sets = this.refIds!;
+    for (let i = 0; i < sets.length; i++) {
+      const set = sets[i];
+      if (set === undefined) continue;
+      set.add(value(this.refCols[i]!));
+      if (set.size > MAX_COLLECTED_IDS) sets[i] = undefined;
+    }
   }
 
   /** Records read so far (valid or not). */
@@ -178,6 +200,7 @@ export class ValidateToCopy extends Transform {
     if (this.withPosition) o = putInt8(buf, o, pos);
     copy.o = o;
     this.valid++;
+    if (this.refIds) this.collect((c) => row[this.names[c]!] as number);
     const id = row[this.names[0]!] as number;
     if (id <= this.lastId) this.ascending = false;
     this.lastId = id;
@@ -219,17 +242,20 @@ export class AvroToCopy extends ValidateToCopy {
   private readonly ends: Int32Array;
   /** Read position in the current buffer; the varint readers move it. */
   private p = 0;
+  private readonly valueAt = (c: number): number => this.vals[c]!;
 
   constructor(
     table: TableDef,
     onReject: (r: Reject) => void,
     private readonly opts: {
       withPosition?: boolean;
+      /** Column indexes whose distinct values to keep in `refIds`. */
+      collectRefs?: readonly number[];
       codecs: Record<string, (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => void>;
       parseHook: (schema: avro.Schema) => avro.Type;
     },
   ) {
-    super(table, onReject, { withPosition: opts.withPosition, avroBytes: true });
+    super(table, onReject, { withPosition: opts.withPosition, avroBytes: true, collectRefs: opts.collectRefs });
     this.vals = new Float64Array(table.columns.length);
     this.ends = new Int32Array(table.columns.length);
   }
@@ -400,6 +426,7 @@ export class AvroToCopy extends ValidateToCopy {
     if (this.withPosition) o = putInt8(buf, o, pos);
     copy.o = o;
     this.valid++;
+    if (this.refIds) this.collect(this.valueAt);
     const id = vals[0]!;
     if (id <= this.lastId) this.ascending = false;
     this.lastId = id;

@@ -82,8 +82,12 @@ export async function applyDiff(client: PoolClient, table: TableDef, counts: Dif
   }
 }
 
-/** Drops the table's own foreign keys, indexes and (when nothing references it) primary key; returns the statements that rebuild them exactly. */
-export async function dropIndexesAndForeignKeys(client: PoolClient, table: TableDef): Promise<string[]> {
+/**
+ * Drops the table's own foreign keys, indexes and (when nothing references it) primary key; returns
+ * the statements that rebuild them exactly. With `keepForeignKeys` the foreign keys stay (the
+ * caller checks the references itself and writes past their triggers); the locks are the same.
+ */
+export async function dropIndexesAndForeignKeys(client: PoolClient, table: TableDef, { keepForeignKeys = false } = {}): Promise<string[]> {
   const t = q(table.name);
   // Dropping a foreign key takes ACCESS EXCLUSIVE on the table it references too. The referenced
   // tables go first, then this one (upgraded from the restore's SHARE ROW EXCLUSIVE): a refresh
@@ -93,10 +97,12 @@ export async function dropIndexesAndForeignKeys(client: PoolClient, table: Table
     await client.query(`LOCK TABLE ${q(parent)} IN ACCESS EXCLUSIVE MODE`);
   }
   await client.query(`LOCK TABLE ${t} IN ACCESS EXCLUSIVE MODE`);
-  const fks = await client.query<{ name: string; def: string }>(
-    `SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`,
-    [table.name],
-  );
+  const fks = keepForeignKeys
+    ? { rows: [] }
+    : await client.query<{ name: string; def: string }>(
+        `SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`,
+        [table.name],
+      );
   const indexes = await client.query<{ name: string; def: string }>(
     `SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def
        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid

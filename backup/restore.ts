@@ -2,11 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { storeRejects, type Reject } from '../pg/index.js';
 import { copyIn } from '../pg/index.js';
-import { missingFlag, missingReference, referenceChecks, referencesTo, unknownReference } from '../pg/index.js';
+import { findMissingReferences, missingFlag, missingReference, referenceChecks, referencesTo, unknownReference } from '../pg/index.js';
 import type { Services } from '../jobs/index.js';
 import { withTransaction, type PoolClient } from '../core/db.js';
 import { AppError, BusyError, ConflictError, UnprocessableError } from '../core/errors.js';
-import { requestWarehouseRefresh } from '../warehouse/index.js';
 import { TABLES, type TableDef, type TableName } from '../core/tables.js';
 import { avroReading, BackupFileError, readBackupFile } from './read.js';
 import { applyDiff, buildDiff, DIFF, dropIndexesAndForeignKeys, type DiffCounts } from './diff.js';
@@ -93,7 +92,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
         entry.rows >= config.RESTORE_BULK_ROWS &&
         ((await client.query(`SELECT NOT EXISTS (SELECT 1 FROM ${q(table.name)}) AS empty`)).rows[0].empty as boolean);
       if (empty) {
-        const direct = await restoreIntoEmpty(client, table, store, file, entry, manifest.id, rejects, onReject, refused);
+        const direct = await restoreIntoEmpty(client, table, store, file, entry, manifest.id, rejects, onReject, refused, lap);
         lap('direct');
         if (direct) return { table: table.name, backup: manifest.id, mode, ...direct };
       }
@@ -102,6 +101,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
       const copy = await copyIn(client, STAGE, [...table.columns, { name: 'pos', pgType: 'bigint' }], 'binary');
       const rows = await readBackupFile(store, file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
       lap('staged');
+      preloadWarehouse();
       if (validate.rejected > 0) throw refused(validate);
       if (!validate.ascending) {
         // Rows apply in order: of two rows with one id, the later one wins.
@@ -128,6 +128,7 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   }
 
   if (result.inserted + result.updated + result.deleted > 0) {
+    const { requestWarehouseRefresh } = await warehouse();
     await requestWarehouseRefresh(services, `restore ${table.name}`).catch((err: unknown) =>
       log.warn({ err }, 'could not request a warehouse refresh'),
     );
@@ -135,6 +136,17 @@ export async function restoreTable(services: Services, req: RestoreRequest): Pro
   lap('committed');
   log.info({ ...result, ms: phases }, 'table restored');
   return result;
+}
+
+/**
+ * The warehouse (and through it the job queue), asked for a refresh once a restore has committed.
+ * Loaded on first use, and `preload` starts loading it while PostgreSQL is busy on its own (index
+ * builds, the diff), so a process that runs one restore (a fresh worker, the bench's) does not pay
+ * for loading BullMQ and the warehouse before its restore starts, nor after it ends.
+ */
+const warehouse = () => import('../warehouse/index.js');
+function preloadWarehouse(): void {
+  warehouse().catch(() => {}); // a failure shows when the refresh is asked for
 }
 
 /** Arbitrary constant: the advisory lock that lets one restore run at a time, whichever process runs it. */
@@ -249,14 +261,25 @@ async function restoreIntoEmpty(
   rejects: Reject[],
   onReject: (r: Reject) => void,
   refused: (v: ValidateToCopy) => Error,
+  lap: (phase: string) => void,
 ): Promise<(DiffCounts & { rows: number }) | null> {
   await client.query('SAVEPOINT restore_direct');
-  const rebuild = await dropIndexesAndForeignKeys(client, table);
+  const refs = referenceChecks(table);
+  // Past the foreign keys' triggers when allowed (as loads write): the keys stay in place, and
+  // the references are checked once per distinct id after the copy, instead of by re-adding the
+  // keys, which scans the whole table once per key.
+  const pastKeys = refs.length > 0 ? await writePastForeignKeys(client) : undefined;
+  const rebuild = await dropIndexesAndForeignKeys(client, table, { keepForeignKeys: pastKeys !== undefined });
   // Index builds and key validation sort the whole table: PostgreSQL's default 64 MB spills them to disk.
   await client.query(`SET LOCAL maintenance_work_mem = '${BULK_MAINTENANCE_WORK_MEM}'`);
   const capture = await pauseInsertCapture(client, table);
-  const validate = new AvroToCopy(table, onReject, { ...avroReading(table), withPosition: false });
+  const validate = new AvroToCopy(table, onReject, {
+    ...avroReading(table),
+    withPosition: false,
+    collectRefs: pastKeys ? refs.map((r) => r.index) : undefined,
+  });
   const copy = await copyIn(client, table.name, table.columns, 'binary');
+  lap('prepared');
   let rows: number;
   try {
     rows = await readBackupFile(store, file, table, entry, [validate, copy], { count: () => validate.records, readsAvro: validate });
@@ -270,6 +293,7 @@ async function restoreIntoEmpty(
     }
     throw err;
   }
+  lap('copied');
   if (validate.rejected > 0) throw refused(validate);
   if (!validate.ascending) {
     await client.query('ROLLBACK TO SAVEPOINT restore_direct');
@@ -277,9 +301,24 @@ async function restoreIntoEmpty(
   }
   await capture.resume();
   const isFk = (s: string) => / FOREIGN KEY /.test(s);
-  // Without all of its foreign keys to validate the rows, check them explicitly first.
-  if (rebuild.filter(isFk).length < referenceChecks(table).length) await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
+  if (pastKeys) {
+    await pastKeys.end();
+    // The referenced tables are locked (ACCESS EXCLUSIVE) until the commit: ids found now stay.
+    for (let i = 0; i < refs.length; i++) {
+      const ids = validate.refIds![i];
+      // Too many distinct ids to keep: the set-based check over the table decides instead.
+      if (ids === undefined || (await findMissingReferences(client, refs[i]!, ids)).size > 0) {
+        await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
+      }
+    }
+    lap('references');
+  } else if (rebuild.filter(isFk).length < refs.length) {
+    // Without all of its foreign keys to validate the rows, check them explicitly first.
+    await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
+  }
+  preloadWarehouse();
   for (const statement of rebuild.filter((s) => !isFk(s))) await client.query(statement);
+  lap('indexes');
   await client.query('SAVEPOINT restore_direct_fks');
   try {
     for (const statement of rebuild.filter(isFk)) await client.query(statement);
@@ -289,8 +328,34 @@ async function restoreIntoEmpty(
     await refuseUnknownReferences(client, table, backup, rejects, TABLE_ROWS);
     throw err; // the check above found them; if it did not, the foreign key error stands
   }
+  lap('keys');
   await client.query('RELEASE SAVEPOINT restore_direct');
   return { rows, inserted: validate.valid, updated: 0, deleted: 0, unchanged: 0 };
+}
+
+/**
+ * `session_replication_role = replica` for this transaction, so rows are written without firing
+ * the foreign keys' per-row triggers (the caller checks the references); `end()` puts the role
+ * back. Undefined when this role may not set it (needs a superuser or `GRANT SET ON PARAMETER
+ * session_replication_role`): the caller then drops and re-adds the keys instead.
+ */
+async function writePastForeignKeys(client: PoolClient): Promise<{ end(): Promise<void> } | undefined> {
+  const { rows } = await client.query<{ role: string }>(`SELECT current_setting('session_replication_role') AS role`);
+  const before = rows[0]!.role;
+  await client.query('SAVEPOINT restore_replica');
+  try {
+    await client.query(`SET LOCAL session_replication_role = replica`);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '42501') throw err;
+    await client.query('ROLLBACK TO SAVEPOINT restore_replica');
+    return undefined;
+  }
+  await client.query('RELEASE SAVEPOINT restore_replica');
+  return {
+    async end() {
+      await client.query(`SELECT set_config('session_replication_role', $1, true)`, [before]);
+    },
+  };
 }
 
 /** What the bulk path lets PostgreSQL use to rebuild indexes and validate keys (per restore, for its transaction only). */

@@ -9,13 +9,14 @@
  * start-up until the operation began (module loading, config, pool).
  *
  * Only what the operation needs is loaded: a backup needs no job queue (so no BullMQ, no Redis
- * connection); a restore asks for a warehouse refresh afterwards, like the worker does.
+ * connection); a restore asks for a warehouse refresh afterwards, like the worker does, through a
+ * queue made when it is first used.
  */
 import { loadConfig, serverDatabaseUrl } from '../core/config.js';
 import { createPool } from '../core/db.js';
 import { createLogger } from '../core/log.js';
 import { isTableName } from '../core/tables.js';
-import type { Services } from '../jobs/index.js';
+import type { JobQueue, Queues, Services } from '../jobs/index.js';
 import { closeStorageFor } from '../storage/index.js';
 
 const [op, table, backup, mode] = process.argv.slice(2);
@@ -26,7 +27,18 @@ if (!table || !isTableName(table) || (op !== 'backup' && op !== 'restore')) {
 const config = loadConfig();
 const pool = createPool(serverDatabaseUrl(config), 2);
 const log = createLogger(config.LOG_LEVEL);
-const queues = op === 'restore' ? (await import('../jobs/index.js')).createQueues(config, log) : undefined;
+// A restore asks for a warehouse refresh once it has committed: the job queue (BullMQ, Redis) is
+// made then, on first use, as the restore itself loads the warehouse while PostgreSQL builds indexes.
+let made: Promise<Queues> | undefined;
+const realQueues = () => (made ??= import('../jobs/index.js').then((m) => m.createQueues(config, log)));
+const onFirstUse = (name: 'loads' | 'warehouse' | 'backups'): JobQueue =>
+  new Proxy({} as JobQueue, {
+    get: (_, method: string) => method === 'then' ? undefined : async (...args: unknown[]) => {
+      const queue = (await realQueues())[name] as unknown as Record<string, (...a: unknown[]) => unknown>;
+      return queue[method]!(...args);
+    },
+  });
+const queues = op === 'restore' ? ({ loads: onFirstUse('loads'), warehouse: onFirstUse('warehouse'), backups: onFirstUse('backups') } as Queues) : undefined;
 const services = { config, pool, log, queues } as Services;
 const run =
   op === 'backup'
@@ -40,7 +52,7 @@ try {
   const ms = Math.round(performance.now() - started);
   process.stdout.write(`${JSON.stringify({ ms, startMs: Math.round(started), result })}\n`);
 } finally {
-  await queues?.close();
+  if (made) await (await made).close();
   await pool.end();
   await closeStorageFor(config);
 }

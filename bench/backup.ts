@@ -1,7 +1,7 @@
 /**
  * `npm run bench:backup`: backup and restore of a 1,000,000-row hired_employees (BENCH_ROWS to
  * change it), side by side with `pg_dump -Fc -t hired_employees` and `pg_restore --clean` of the
- * same table, in the same run on the same fresh database. Every command runs in its own process
+ * same table (BENCH_REPEAT=3: each pair 3 times on the same data, medians reported), in the same run on the same fresh database. Every command runs in its own process
  * under /usr/bin/time, so wall time and peak RSS are measured the same way for both; ours also
  * reports the time inside the operation (without Node start-up), which is what a running
  * worker pays. Each restore is checked to give back the exact table (ordered md5).
@@ -30,6 +30,7 @@ import ts from 'typescript';
 import { build, isStale } from '../scripts/build.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
 const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -123,24 +124,46 @@ async function main(): Promise<void> {
     const baseBackup = await ours('backup', 'departments');
     const baseRestore = await ours('restore', 'departments', small.result[0].id, 'merge');
 
-    const dump = await timed('pg_dump', ['-Fc', '-t', 'hired_employees', '-f', dumpFile, ...pgConn]);
-    const backupRun = await ours('backup', 'hired_employees');
+    // Each measured pair runs BENCH_REPEAT times (default 1) on the same data; the table shows the median of each.
+    const runs: { dump: Measured; backupRun: Measured; restoreEmptyRun: Measured; pgRestoreEmpty: Measured; restoreChangedRun: Measured; pgRestoreChanged: Measured }[] = [];
+    let id = '';
+    for (let r = 0; r < REPEAT; r++) {
+      const dump = await timed('pg_dump', ['-Fc', '-t', 'hired_employees', '-f', dumpFile, ...pgConn]);
+      const backupRun = await ours('backup', 'hired_employees');
+      id = parse(backupRun).result[0].id as string;
+
+      await pool.query('TRUNCATE hired_employees');
+      const restoreEmptyRun = await ours('restore', 'hired_employees', id, 'replace');
+      await expectOriginal('restore into an empty table');
+      await pool.query('TRUNCATE hired_employees');
+      const pgRestoreEmpty = await timed('pg_restore', ['--clean', '--if-exists', ...pgConn, dumpFile]);
+      await expectOriginal('pg_restore into an empty table');
+
+      await change1pct();
+      const restoreChangedRun = await ours('restore', 'hired_employees', id, 'replace');
+      await expectOriginal('restore over 1% changed rows');
+      await change1pct();
+      const pgRestoreChanged = await timed('pg_restore', ['--clean', '--if-exists', ...pgConn, dumpFile]);
+      await expectOriginal('pg_restore over 1% changed rows');
+      runs.push({ dump, backupRun, restoreEmptyRun, pgRestoreEmpty, restoreChangedRun, pgRestoreChanged });
+      if (REPEAT > 1) {
+        const w = (m: Measured) => m.wallS.toFixed(2);
+        process.stdout.write(
+          `run ${r + 1} of ${REPEAT}, wall s ours/pg: backup ${w(backupRun)}/${w(dump)}, restore into emptied ${w(restoreEmptyRun)}/${w(pgRestoreEmpty)}, ` +
+            `over 1% changed ${w(restoreChangedRun)}/${w(pgRestoreChanged)}\n`,
+        );
+      }
+    }
+    /** The run whose wall time is the median of `pick`'s over all runs. */
+    const median = (pick: (run: (typeof runs)[number]) => Measured): Measured =>
+      runs.map(pick).sort((a, b) => a.wallS - b.wallS)[Math.floor((runs.length - 1) / 2)]!;
+    const dump = median((r) => r.dump);
+    const backupRun = median((r) => r.backupRun);
     const backup = parse(backupRun);
-    const id = backup.result[0].id as string;
-
-    await pool.query('TRUNCATE hired_employees');
-    const restoreEmptyRun = await ours('restore', 'hired_employees', id, 'replace');
-    await expectOriginal('restore into an empty table');
-    await pool.query('TRUNCATE hired_employees');
-    const pgRestoreEmpty = await timed('pg_restore', ['--clean', '--if-exists', ...pgConn, dumpFile]);
-    await expectOriginal('pg_restore into an empty table');
-
-    await change1pct();
-    const restoreChangedRun = await ours('restore', 'hired_employees', id, 'replace');
-    await expectOriginal('restore over 1% changed rows');
-    await change1pct();
-    const pgRestoreChanged = await timed('pg_restore', ['--clean', '--if-exists', ...pgConn, dumpFile]);
-    await expectOriginal('pg_restore over 1% changed rows');
+    const restoreEmptyRun = median((r) => r.restoreEmptyRun);
+    const pgRestoreEmpty = median((r) => r.pgRestoreEmpty);
+    const restoreChangedRun = median((r) => r.restoreChangedRun);
+    const pgRestoreChanged = median((r) => r.pgRestoreChanged);
 
     // Flat memory: the same 1M-row backup and restore with the V8 heap capped at 64 MB.
     const capped = { ...env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=64`.trim() };
@@ -166,6 +189,15 @@ async function main(): Promise<void> {
         `${name.padEnd(30)} ${f(run.wallS).padStart(11)} ${f(op.startMs / 1000).padStart(12)} ${f(op.ms / 1000).padStart(12)} ${f(theirs.wallS).padStart(10)} ` +
           `${f(theirs.wallS / run.wallS).padStart(12)} ${f(theirs.wallS / (op.ms / 1000)).padStart(13)} ` +
           `${f(run.rssMB, 0).padStart(11)} ${f(theirs.rssMB, 0).padStart(9)}\n`,
+      );
+    }
+    if (REPEAT > 1) {
+      const ratios = (ours: (r: (typeof runs)[number]) => Measured, theirs: (r: (typeof runs)[number]) => Measured) =>
+        runs.map((r) => f(theirs(r).wallS / ours(r).wallS)).join(', ');
+      process.stdout.write(
+        `\nmedians of ${REPEAT} runs; pg/ours wall per run: backup ${ratios((r) => r.backupRun, (r) => r.dump)}; ` +
+          `restore into emptied table ${ratios((r) => r.restoreEmptyRun, (r) => r.pgRestoreEmpty)}; ` +
+          `over 1% changed ${ratios((r) => r.restoreChangedRun, (r) => r.pgRestoreChanged)}\n`,
       );
     }
     process.stdout.write(

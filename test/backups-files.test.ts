@@ -288,6 +288,19 @@ describe('restore into an empty table (rows copied straight in)', () => {
     await s.pool.query(`UPDATE hired_employees SET name = 'Employee 7' WHERE id = 7`);
   });
 
+  test('the foreign keys stay in place and valid, and still refuse a row naming a missing department', async () => {
+    await s.pool.query('DELETE FROM hired_employees');
+    const keys = () =>
+      s.pool.query(`SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'hired_employees'::regclass AND contype = 'f' ORDER BY conname`);
+    const before = (await keys()).rows;
+    expect(before).toHaveLength(2);
+    const res = await post('/backups/hired_employees/restore', { backup: good });
+    expect(await res.json()).toMatchObject({ inserted: 20000, updated: 0, deleted: 0, unchanged: 0 });
+    expect((await keys()).rows).toEqual(before.map((k) => ({ ...k, convalidated: true })));
+    const err = await s.pool.query(`INSERT INTO hired_employees VALUES (9999999, 'Nobody', now(), 999, 1)`).catch((e: { code?: string }) => e);
+    expect((err as { code?: string }).code).toBe('23503');
+  });
+
   test('a department that does not exist answers 409, keeps the rejects, and leaves the table empty', async () => {
     const id = await handMade([row(1, 'A'), row(2, 'B', 99), row(5, 'C'), row(7, 'D', 98)]);
     await s.pool.query('TRUNCATE hired_employees');
