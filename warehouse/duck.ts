@@ -43,14 +43,17 @@ export function setBuildLimits(memoryLimit: string, threads: number, spillDir: s
  * small writes (at 10M hires on a loaded machine: 13-18 ms to create at real-time priority, 40-90
  * ms without, up to 75 ms to close), and a refresh needed two. Version files are ATTACHed to it and DETACHed when done, which takes and releases
  * the same file lock as an instance of their own. A change of limits starts a new instance; the
- * old one closes when its last user is done.
+ * old one closes when its last user is done. An instance nobody used for ENGINE_IDLE_MS closes
+ * too, giving its memory back to the system between bursts of refreshes.
  */
 interface Engine {
   key: string;
   instance: Promise<DuckDBInstance>;
   users: number;
   retired: boolean;
+  idle?: NodeJS.Timeout;
 }
+const ENGINE_IDLE_MS = 60_000;
 let engine: Engine | undefined;
 let attached = 0;
 
@@ -68,12 +71,16 @@ async function withEngine<T>(fn: (instance: DuckDBInstance, engine: Engine) => P
     if (old) retire(old);
   }
   const e = engine;
+  clearTimeout(e.idle);
   e.users++;
   try {
     return await fn(await e.instance, e);
   } finally {
     e.users--;
-    if (e.retired && e.users === 0) closeEngine(e);
+    if (e.users === 0) {
+      if (e.retired) closeEngine(e);
+      else e.idle = setTimeout(() => e.users === 0 && retire(e), ENGINE_IDLE_MS).unref();
+    }
   }
 }
 
