@@ -359,8 +359,7 @@ async function buildDeferredIndexes(db: PoolClient, loadId: string, log: Logger,
   const own = !inTransaction;
   if (own) await db.query('BEGIN');
   try {
-    // A sort of the whole table per index: more than the default 4 MB keeps it in memory.
-    await db.query(`SET LOCAL maintenance_work_mem = '64MB'`);
+    // One sort of the whole table per index, in maintenance_work_mem (64 MB, PostgreSQL's default).
     for (const def of defs) await db.query(def.replace(/^CREATE INDEX /, 'CREATE INDEX IF NOT EXISTS '));
     await db.query('UPDATE loads SET deferred_indexes = NULL WHERE id = $1', [loadId]);
     if (own) await db.query('COMMIT');
