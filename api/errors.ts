@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError } from '../core/errors.js';
+import { AppError, isUnreachable } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 
 export interface ErrorBody {
@@ -33,6 +33,11 @@ export function handleError(err: Error, c: Context, log: Logger): Response {
   if (err instanceof HTTPException) {
     const status = err.status;
     if (status < 500) return c.json(errorBody(CODES[status] ?? 'bad_request', err.message || 'bad request'), status);
+  }
+  if (isUnreachable(err)) {
+    // PostgreSQL (or another server) went away under the request: the client may try again.
+    log.error({ err, requestId }, 'a server the request needs is unreachable');
+    return c.json(errorBody('unavailable', 'the database or the queue is unreachable; try again when it is back (GET /health says which)'), 503);
   }
   log.error({ err, requestId }, 'unhandled error');
   return c.json(

@@ -94,6 +94,11 @@ export const keyErrors = {
   401: error('API_KEY is set and the request has no or a wrong "Authorization: Bearer <key>"'),
 };
 
+/** The answer of a route that queues a job (or waits for one) while Redis cannot be reached. */
+export const queueErrors = {
+  503: error('The queue (Redis) is unreachable; try again when it is back'),
+};
+
 /** The answers of every state-changing route, besides its own. */
 export const writeErrors = {
   ...keyErrors,

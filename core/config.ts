@@ -146,8 +146,9 @@ const schema = z.object({
   /** Largest request body POST /ingest accepts, counted on the stream. */
   INGEST_MAX_BYTES: bytes(5 * 1024 * 1024),
   /**
-   * Longest field (UTF-8 bytes) the data rules accept, on every write path (ingest, loads,
-   * restore): a longer one makes its row a reject saying so.
+   * Longest field (UTF-8 bytes) the data rules accept in batches and loads: a longer one makes its
+   * row a reject saying so. A restore holds fields to MAX_FIELD_MAX_BYTES instead, so a backup
+   * restores whatever the setting was when its rows came in (backup/avro-to-copy.ts).
    */
   FIELD_MAX_BYTES: z.coerce.number().int().min(1024).max(MAX_FIELD_MAX_BYTES).default(DEFAULT_FIELD_MAX_BYTES),
   /** A reject's raw text is kept up to this many UTF-8 bytes; longer text is cut and marked truncated. */
@@ -262,6 +263,9 @@ const schema = z.object({
   ),
 });
 
+/** Every setting with its default and range; test/docs.test.ts holds the README's table to it. */
+export const settingsSchema = schema;
+
 /** The S3-compatible bucket behind STORAGE_URL, with what the client needs to reach it. */
 export interface S3Settings {
   readonly bucket: string;
@@ -286,7 +290,7 @@ export type Config = Readonly<
     /** Resolved: the HOST setting, or the default that depends on API_KEY. */
     HOST: string;
     /** Folders under DATA_DIR, all absolute. */
-    dirs: { landing: string; rejects: string; backups: string; warehouse: string };
+    dirs: { landing: string; backups: string; warehouse: string };
     /** Where files live: the folder DATA_DIR or an S3-compatible bucket (STORAGE_URL). */
     storage: StorageSettings;
   }
@@ -350,7 +354,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     DATA_DIR: dataDir,
     dirs: {
       landing: path.join(dataDir, 'landing'),
-      rejects: path.join(dataDir, 'rejects'),
       backups: path.join(dataDir, 'backups'),
       warehouse: path.join(dataDir, 'warehouse'),
     },

@@ -117,15 +117,24 @@ export class InsufficientStorageError extends AppError {
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE']);
 
 /**
+ * Whether `err` says a server could not be reached: a network error, a PostgreSQL connection
+ * failure (SQLSTATE class 08) or a server shutting down or starting (57P01, 57P03).
+ */
+export function isUnreachable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (NETWORK_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P03');
+}
+
+/**
  * What a client or a stored status (a load's `error`) may say about an error: an AppError's own
  * message, or a fixed description of the kind of failure. Driver and system messages carry host
  * names, paths and SQL, so they go to the log only (the caller logs `err` beside this).
  */
 export function publicReason(err: unknown): string {
   if (err instanceof AppError) return err.message;
+  if (isUnreachable(err)) return 'the database or the queue is unreachable';
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string') {
-    if (NETWORK_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P03') return 'the database or the queue is unreachable';
     if (/^[0-9A-Z]{5}$/.test(code)) return `the database refused the work (SQLSTATE ${code})`;
     if (code === 'ENOSPC') return 'the disk is full';
   }

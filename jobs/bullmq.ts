@@ -1,5 +1,7 @@
 import { FlowProducer, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { urlLabel, type Config } from '../core/config.js';
+import { UnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { QUEUE_NAMES, type Queues } from './queues.js';
 import { createRedis } from './redis.js';
@@ -13,7 +15,7 @@ export function bullmqQueues(config: Config, redisUrl: string, log: Logger): Que
   // Without a listener ioredis reports every failed reconnect as unhandled; callers see the errors.
   connection.on('error', (err) => log.debug({ err }, 'redis connection error'));
   const prefix = config.QUEUE_PREFIX;
-  const make = (name: string) => new Queue(name, { connection, prefix });
+  const make = (name: string) => unavailableWhenDown(new Queue(name, { connection, prefix }), connection);
   const queues = {
     loads: make(QUEUE_NAMES.loads),
     warehouse: make(QUEUE_NAMES.warehouse),
@@ -62,4 +64,31 @@ export function bullmqQueues(config: Config, redisUrl: string, log: Logger): Que
       await connection.quit().catch(() => {});
     },
   };
+}
+
+/**
+ * `queue` whose calls, when they fail because Redis cannot be reached (the connection is not
+ * ready, or a command timed out; not once this process closed it), fail with UnavailableError instead: every producer (a load, a
+ * scan, a refresh, a backup, waiting for a job) then answers 503 with a message that names no host.
+ * Other errors pass as they are.
+ */
+function unavailableWhenDown<T extends object>(queue: T, connection: Redis): T {
+  // 'end': closed by this process (a shutdown), not Redis being away.
+  const unreachable = (err: unknown) =>
+    connection.status !== 'end' &&
+    (connection.status !== 'ready' || (err instanceof Error && (err.name === 'MaxRetriesPerRequestError' || err.message === 'Command timed out')));
+  return new Proxy(queue, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result: unknown = value.apply(target, args);
+        if (!(result instanceof Promise)) return result;
+        return result.catch((err: unknown) => {
+          if (!unreachable(err)) throw err;
+          throw new UnavailableError('the queue (Redis) is unreachable; try again when it is back');
+        });
+      };
+    },
+  });
 }

@@ -221,6 +221,13 @@ describe('faults survived by the processes themselves', () => {
     // While it is down: the processes live, /health says so, analytics answer from the warehouse file.
     expect((await getJson('/health')).status).toBe(503);
     await analyticsAnswer();
+    // Requests that need it answer 503, naming no host, and the service keeps serving.
+    for (const path of ['/loads', '/departments']) {
+      const down = await getJson(path);
+      expect({ path, status: down.status }).toEqual({ path, status: 503 });
+      expect(JSON.stringify(down.body)).toMatch(/unreachable/);
+      expect(JSON.stringify(down.body)).not.toMatch(/127\.0\.0\.1|ECONNREFUSED/);
+    }
     bothAlive();
     await sleep(1_000);
     await pgServer.start();
@@ -265,6 +272,12 @@ describe('faults survived by the processes themselves', () => {
     expect(refused.status, refused.text).toBe(503);
     // A bound for the failure mode (15 s before), generous for a loaded machine; not a speed claim.
     expect(performance.now() - t0).toBeLessThan(12_000);
+    // So does every other request that needs the queue, saying why without naming a host.
+    for (const path of ['/backups', '/backups/jobs/restore', '/warehouse/refresh', '/landing/scan']) {
+      const answer = await httpRequest(api.base, 'POST', path);
+      expect({ path, status: answer.status }).toEqual({ path, status: 503 });
+      expect(JSON.parse(answer.text).error.message).toMatch(/queue \(Redis\) is unreachable/);
+    }
     expect((await getJson('/health')).status).toBe(503);
     bothAlive();
     await sleep(1_000);

@@ -59,7 +59,15 @@ export async function catchUp(
   }
   const folded = await applyChanges(conn, changed);
   await describe(conn);
-  await conn.run('COMMIT');
+  // This commit checkpoints straight into the file instead of writing the WAL, fsyncing it, and
+  // checkpointing after (auto_checkpoint_skip_wal_threshold is 0 on the build instance, see
+  // duck.ts): a crash before the checkpoint's header is written leaves the file as it was.
+  await conn.run(`SET GLOBAL checkpoint_threshold = '0b'`);
+  try {
+    await conn.run('COMMIT');
+  } finally {
+    await conn.run('RESET GLOBAL checkpoint_threshold');
+  }
   return folded;
 }
 
@@ -83,44 +91,51 @@ async function applyChanges(conn: DuckDBConnection, changed: Set<string>): Promi
   }
   if (!changed.has('hired_employees')) return false;
 
-  await conn.run(`CREATE TEMP TABLE old_changes AS SELECT hire_id, date_key, department_id, job_id, deleted
-    FROM fact_hires_changes WHERE hire_id IN (SELECT id FROM chg_hired_employees)`);
-  // The one read of the base: four narrow columns, a semi-join (faster than a literal IN list,
-  // which DuckDB plans as a join over every column anyway). No index: an ART index on 10M rows
-  // takes seconds to build and is rewritten by every checkpoint.
-  await conn.run(`CREATE TEMP TABLE old_hires AS
-    SELECT date_key, department_id, job_id FROM old_changes WHERE NOT deleted
+  // The old version of each changed hire: its row in fact_hires_changes if it has one (none when
+  // that row is a deletion marker), else its base row. Minus the old versions, plus the new ones:
+  // what the aggregate gains.
+  //
+  // Finding base rows is the one read of the base: four narrow columns, joined to the ids. No
+  // index: an ART index on 10M rows takes seconds to build and is rewritten by every checkpoint.
+  // An inner join with a temp table of the ids ran 10-30% faster than the semi-join with EXCEPT
+  // it replaces (same run, loaded machine).
+  await conn.run(`CREATE TEMP TABLE base_ids AS
+    SELECT id FROM chg_hired_employees WHERE id NOT IN (SELECT hire_id FROM fact_hires_changes)`);
+  const oldHires = `(SELECT date_key, department_id, job_id FROM fact_hires_changes
+                      WHERE hire_id IN (SELECT id FROM chg_hired_employees) AND NOT deleted
     UNION ALL
-    SELECT date_key, department_id, job_id FROM fact_hires_base
-     WHERE hire_id IN (SELECT id FROM chg_hired_employees EXCEPT SELECT hire_id FROM old_changes)`);
-  await conn.run(`CREATE TEMP TABLE new_hires AS ${FACT_SELECT} FROM chg_hired_employees WHERE NOT _deleted`);
+    SELECT b.date_key, b.department_id, b.job_id FROM fact_hires_base b JOIN base_ids c ON b.hire_id = c.id)`;
   await conn.run(`CREATE TEMP TABLE agg_diff AS
     SELECT year, quarter, department_id, job_id, sum(hires)::INTEGER AS hires FROM (
-      SELECT year, quarter, department_id, job_id, -hires AS hires FROM (${AGG_SELECT('old_hires')})
-      UNION ALL ${AGG_SELECT('new_hires')}
+      SELECT year, quarter, department_id, job_id, -hires AS hires FROM (${AGG_SELECT(oldHires)})
+      UNION ALL ${AGG_SELECT(`(${FACT_SELECT} FROM chg_hired_employees WHERE NOT _deleted)`)}
     ) GROUP BY ALL HAVING sum(hires) <> 0`);
 
-  await conn.run(`DELETE FROM fact_hires_changes WHERE hire_id IN (SELECT hire_id FROM old_changes)`);
-  await conn.run(`INSERT INTO fact_hires_changes SELECT *, false FROM new_hires`);
-  // A deleted hire keeps a marker, which hides its base row (if it has one) from fact_hires.
-  await conn.run(`INSERT INTO fact_hires_changes (hire_id, deleted) SELECT id, true FROM chg_hired_employees WHERE _deleted`);
+  // The new version of each changed hire, or for a deleted one a marker (the export's row of a
+  // deleted id holds only the id), which hides its base row (if it has one) from fact_hires.
+  await conn.run(`DELETE FROM fact_hires_changes WHERE hire_id IN (SELECT id FROM chg_hired_employees)`);
+  await conn.run(`INSERT INTO fact_hires_changes ${FACT_SELECT}, _deleted FROM chg_hired_employees`);
 
-  await conn.run(`CREATE TEMP TABLE agg_new AS
-    SELECT d.year, d.quarter, d.department_id, d.job_id, (coalesce(a.hires, 0) + d.hires)::INTEGER AS hires
-      FROM agg_diff d LEFT JOIN agg_hires_by_quarter a USING (year, quarter, department_id, job_id)`);
-  await conn.run(`DELETE FROM agg_hires_by_quarter a USING agg_diff d
-    WHERE a.year = d.year AND a.quarter = d.quarter AND a.department_id = d.department_id AND a.job_id = d.job_id`);
-  await conn.run(`INSERT INTO agg_hires_by_quarter SELECT * FROM agg_new WHERE hires > 0`);
+  await conn.run(`MERGE INTO agg_hires_by_quarter a USING agg_diff d
+      ON a.year = d.year AND a.quarter = d.quarter AND a.department_id = d.department_id AND a.job_id = d.job_id
+    WHEN MATCHED AND a.hires + d.hires <= 0 THEN DELETE
+    WHEN MATCHED THEN UPDATE SET hires = a.hires + d.hires
+    WHEN NOT MATCHED AND d.hires > 0 THEN INSERT VALUES (d.year, d.quarter, d.department_id, d.job_id, d.hires)`);
   // A new year can only come with a cell that gained hires.
   await conn.run(`INSERT INTO dim_date ${calendarSql('(SELECT DISTINCT year FROM agg_diff WHERE hires > 0 AND year NOT IN (SELECT year FROM dim_date))')}`);
   return foldIfLarge(conn);
 }
 
-/** Moves fact_hires_changes into fact_hires_base once it has grown past FOLD_SHARE of it. */
+/**
+ * Moves fact_hires_changes into fact_hires_base once it has grown past FOLD_SHARE of it. The base's
+ * size comes from the catalog (rows stored, a fold's deleted ones included until they are vacuumed):
+ * close enough for a threshold, where count(*) took ~17 ms per refresh at 10M hires.
+ */
 async function foldIfLarge(conn: DuckDBConnection): Promise<boolean> {
   const [{ changes, base }] = (await queryRows<{ changes: number; base: number }>(
     conn,
-    `SELECT (SELECT count(*) FROM fact_hires_changes)::DOUBLE AS changes, (SELECT count(*) FROM fact_hires_base)::DOUBLE AS base`,
+    `SELECT (SELECT count(*) FROM fact_hires_changes)::DOUBLE AS changes, (SELECT estimated_size FROM duckdb_tables()
+      WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'fact_hires_base')::DOUBLE AS base`,
   )) as [{ changes: number; base: number }];
   if (changes < Math.max(FOLD_MIN_ROWS, FOLD_SHARE * base)) return false;
   await conn.run(`DELETE FROM fact_hires_base WHERE hire_id IN (SELECT hire_id FROM fact_hires_changes)`);

@@ -3,7 +3,7 @@ import { backupStorage, listBackups, readManifest, requestBackup, requestRestore
 import type { Services } from '../../jobs/index.js';
 import { TABLE_NAMES } from '../../core/tables.js';
 import { tableParam, WaitParam } from '../params.js';
-import { error, json, keyed, keyErrors, writeErrors } from '../schemas.js';
+import { error, json, keyed, keyErrors, writeErrors, queueErrors } from '../schemas.js';
 import { Gate } from '../limits.js';
 
 const BackupEntrySchema = z
@@ -92,7 +92,9 @@ const createBackupRoute = createRoute({
     200: json(z.array(BackupEntrySchema), 'With ?wait=true: the files written'),
     202: json(JobAccepted, 'The backup job is queued (or still going after BACKUP_WAIT_MS)'),
     400: error('Bad body or wait'),
+    413: error('A JSON body larger than 64 KiB'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    ...queueErrors,
     ...writeErrors,
   },
 });
@@ -162,7 +164,9 @@ const restoreRoute = createRoute({
       'The restore would break a foreign key (code `conflict`; the details name the count), or the table stayed busy: a load, a refresh or another restore held its locks through RESTORE_LOCK_ATTEMPTS waits of RESTORE_LOCK_TIMEOUT_MS (code `busy`, with Retry-After). Nothing was restored',
     ),
     422: error('The file is damaged, of another table, or holds rows that break the data rules'),
+    413: error('A JSON body larger than 64 KiB'),
     429: error('BACKUP_QUEUE_MAX backups and restores are already waiting or running; Retry-After says when to try again'),
+    ...queueErrors,
     ...writeErrors,
   },
 });

@@ -3,7 +3,7 @@ import { TABLE_NAMES } from '../../core/tables.js';
 import type { Services } from '../../jobs/index.js';
 import { landingStatus, requestScan, toView } from '../../loads/index.js';
 import { WaitParam } from '../params.js';
-import { error, json, keyed, writeErrors } from '../schemas.js';
+import { error, json, keyed, writeErrors, queueErrors } from '../schemas.js';
 import { LoadSchema } from './loads.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
@@ -80,7 +80,7 @@ const scanRoute = createRoute({
     202: json(ScanSchema, 'Queued, or still going after LOAD_WAIT_MS'),
     400: error('Bad wait'),
     500: error('The scan failed'),
-    503: error('The queue is unreachable'),
+    ...queueErrors,
     ...writeErrors,
   },
 });

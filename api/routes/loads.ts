@@ -8,7 +8,7 @@ import { getLoad, landCsvBody, landMultipart, listLoads, namedObject, landingObj
 import { isJson, mediaType } from '../body.js';
 import { Gate } from '../limits.js';
 import { tableParam, WaitParam } from '../params.js';
-import { error, FieldIssueSchema, json, keyed, keyErrors, writeErrors } from '../schemas.js';
+import { error, FieldIssueSchema, json, keyed, keyErrors, writeErrors, queueErrors } from '../schemas.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
 
@@ -109,7 +109,7 @@ const startRoute = createRoute({
     413: error('Larger than LOAD_MAX_BYTES'),
     415: error('Unsupported content type'),
     429: error('UPLOAD_CONCURRENCY uploads are already streaming in this process; Retry-After says when to try again'),
-    503: error('The queue is unreachable'),
+    ...queueErrors,
     507: error('The disk is nearly full (MIN_FREE_DISK_BYTES); nothing was kept'),
     ...writeErrors,
   },

@@ -4,7 +4,7 @@ import type { Services } from '../../jobs/index.js';
 import { createUpload, loadUpload, receiveUpload, toView } from '../../loads/index.js';
 import type { Gate } from '../limits.js';
 import { WaitParam } from '../params.js';
-import { error, json, keyed, writeErrors } from '../schemas.js';
+import { error, json, keyed, writeErrors, queueErrors } from '../schemas.js';
 import { LoadSchema } from './loads.js';
 
 /**
@@ -95,7 +95,7 @@ const loadRoute = createRoute({
     404: error('No such upload'),
     409: error('Nothing was uploaded yet, or not the number of bytes announced'),
     413: error('The uploaded file is larger than LOAD_MAX_BYTES'),
-    503: error('The queue is unreachable'),
+    ...queueErrors,
     ...writeErrors,
   },
 });

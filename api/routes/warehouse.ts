@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Services } from '../../jobs/index.js';
 import { refreshNow, warehouseStatus } from '../../warehouse/index.js';
 import { WaitParam } from '../params.js';
-import { error, json, keyed, writeErrors } from '../schemas.js';
+import { error, json, keyed, writeErrors, queueErrors } from '../schemas.js';
 
 const StatusSchema = z
   .object({
@@ -54,6 +54,7 @@ const refreshRoute = createRoute({
     202: json(RefreshAccepted, 'Queued, or still going after WAREHOUSE_REFRESH_WAIT_MS'),
     400: error('Bad wait'),
     500: error('The refresh failed'),
+    ...queueErrors,
     ...writeErrors,
   },
 });
