@@ -163,11 +163,6 @@ export class ChunkWriter {
       const plan: Plan = { chunk, data: chunk.copy, rows: chunk.ids.length, rejects: chunk.rejects, direct: false };
       if (plan.rows === 0) return plan;
       if (this.replicaPerChunk) await db.query('SET LOCAL session_replication_role = replica');
-      // Embedded (one shared session, so per transaction only): the change-capture trigger's
-      // transition table and its sort hold a chunk's rows; at the default 4 MB they spill to
-      // temporary files, which PGlite writes through Node's fs a page at a time (1M rows in 100,000-row
-      // chunks: 1.6x faster in bench/embedded-ceiling.ts). A limit, not an allocation.
-      if (this.shared) await db.query(`SET LOCAL work_mem = '32MB'`);
       // The lock order every writer keeps (a restore too): the table written first, the tables it
       // references after. Taking the write lock now, before the reference rows are locked and the
       // table is read, means a chunk never holds a lock a restore waits for while it waits for one
