@@ -50,6 +50,8 @@ export class ChunkWriter {
   private started = 0;
   /** Embedded: skip the per-row FK triggers per chunk transaction (SET LOCAL), see `open`. */
   private replicaPerChunk = false;
+  /** The embedded database: one session for every connection, so settings are per transaction. */
+  private shared = false;
 
   private constructor(
     private readonly pool: Pool,
@@ -87,6 +89,8 @@ export class ChunkWriter {
       // table made here would reach the API's writes too, so it keeps the defaults and the
       // per-row foreign-key triggers, and reuses the staging table a previous load left.
       const shared = await isEmbeddedPostgres(client);
+      w.shared = shared;
+      if (shared) await buildAbandonedIndexes(client, log);
       if (!shared) {
         // temp_buffers must be set before the session touches a temporary table; 8 MB would spill.
         await client.query(`SET temp_buffers = '64MB'`);
@@ -118,6 +122,13 @@ export class ChunkWriter {
   }
 
   async close(): Promise<void> {
+    // A load that ends here without its last chunk (bad input, a retry, a shutdown) leaves no
+    // index missing behind it; a resumed load then writes its remaining rows into them.
+    if (this.shared) {
+      await buildDeferredIndexes(this.client, this.loadId, this.log, false).catch((err: unknown) =>
+        this.log.warn({ err }, 'could not build the indexes this load deferred; the next load builds them'),
+      );
+    }
     this.client.release(true);
     await this.pool.end().catch(() => {});
   }
@@ -166,6 +177,7 @@ export class ChunkWriter {
         ]);
         plan.direct = hit.length === 0;
       }
+      if (plan.direct && this.shared && load.rows_read === 0 && !chunk.final) await this.deferIndexes();
       return plan;
     } catch (err) {
       await db.query('ROLLBACK').catch(() => {});
@@ -225,6 +237,7 @@ export class ChunkWriter {
           chunk.final,
         ],
       );
+      if (chunk.final) await buildDeferredIndexes(db, this.loadId, this.log, true);
       await db.query('COMMIT');
       this.log.debug(
         { rows: chunk.rowsRead, direct, writeMs: Math.round(copied - this.started), totalMs: Math.round(performance.now() - this.started) },
@@ -246,6 +259,31 @@ export class ChunkWriter {
       // even while the event loop is busy parsing the next chunk.
       stream.end(data);
     });
+  }
+
+  /**
+   * Embedded, first chunk of a load into an empty table: drops the table's plain indexes (not a
+   * primary key, unique or other constraint's) and records their definitions on the load, in the
+   * chunk's transaction; `write` builds them again in the last chunk's. PGlite inserts into a
+   * B-tree index row by row several times slower than it sorts once (bench/embedded-ceiling.ts).
+   * Meanwhile reads that would use them scan instead: same answers, slower.
+   */
+  private async deferIndexes(): Promise<void> {
+    const db = this.client;
+    const { rows: any } = await db.query(`SELECT 1 FROM ${q(this.table.name)} LIMIT 1`);
+    if (any.length > 0) return;
+    const { rows } = await db.query<{ name: string; def: string }>(
+      `SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = $1::regclass AND NOT i.indisunique AND NOT i.indisprimary AND NOT i.indisexclusion
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+        ORDER BY c.relname`,
+      [this.table.name],
+    );
+    if (rows.length === 0) return;
+    await db.query('UPDATE loads SET deferred_indexes = $2 WHERE id = $1', [this.loadId, rows.map((r) => r.def)]);
+    for (const r of rows) await db.query(`DROP INDEX ${q(r.name)}`);
+    this.log.debug({ indexes: rows.map((r) => r.name) }, 'indexes deferred to the end of the load');
   }
 
   /** Locks the referenced rows the chunk names (FOR KEY SHARE) and returns, per reference, the ids that do not exist. */
@@ -301,4 +339,36 @@ export class ChunkWriter {
     );
     return rows[0]!;
   }
+}
+
+/**
+ * Builds the indexes `loadId` deferred (`CREATE INDEX IF NOT EXISTS`, from the definitions
+ * PostgreSQL gave) and clears the record, in the caller's transaction (the last chunk's) or in
+ * one of its own.
+ */
+async function buildDeferredIndexes(db: PoolClient, loadId: string, log: Logger, inTransaction: boolean): Promise<void> {
+  const { rows } = await db.query<{ defs: string[] | null }>('SELECT deferred_indexes AS defs FROM loads WHERE id = $1', [loadId]);
+  const defs = rows[0]?.defs;
+  if (!defs) return;
+  const started = performance.now();
+  const own = !inTransaction;
+  if (own) await db.query('BEGIN');
+  try {
+    // One sort of the whole table per index, in maintenance_work_mem (64 MB, PostgreSQL's default).
+    for (const def of defs) await db.query(def.replace(/^CREATE INDEX /, 'CREATE INDEX IF NOT EXISTS '));
+    await db.query('UPDATE loads SET deferred_indexes = NULL WHERE id = $1', [loadId]);
+    if (own) await db.query('COMMIT');
+  } catch (err) {
+    if (own) await db.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+  log.debug({ loadId, indexes: defs.length, ms: Math.round(performance.now() - started) }, 'deferred indexes built');
+}
+
+/** Indexes deferred by loads that are no longer running (the process died mid-load and the load ended since). */
+async function buildAbandonedIndexes(db: PoolClient, log: Logger): Promise<void> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM loads WHERE deferred_indexes IS NOT NULL AND status <> 'running' ORDER BY created_at`,
+  );
+  for (const r of rows) await buildDeferredIndexes(db, r.id, log, false);
 }
