@@ -13,12 +13,10 @@
  * Needs PostgreSQL (BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres), Redis
  * (BENCH_REDIS_URL), pg_dump/pg_restore on PATH. The database and files are removed at the end.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createPool } from '../core/db.js';
 import { migrate } from '../core/migrate.js';
@@ -28,12 +26,12 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import ts from 'typescript';
 // @ts-expect-error plain JavaScript, no declarations
 import { build, isStale } from '../scripts/build.mjs';
+import { ROOT, timed, type Measured } from './support.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
 const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const suffix = `${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 const dbName = `bench_backup_${suffix}`;
@@ -61,28 +59,6 @@ async function compiledOp(): Promise<string> {
   return file;
 }
 
-interface Measured {
-  wallS: number;
-  rssMB: number;
-  stdout: string;
-}
-
-/** Runs a command under /usr/bin/time: elapsed seconds and peak RSS of the process. */
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'TIME %e %M', cmd, ...args], { env, cwd: ROOT });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      const m = /TIME ([\d.]+) (\d+)/.exec(err);
-      if (code !== 0 || !m) return reject(new Error(`${cmd} ${args.join(' ')} failed (${code}):\n${err}`));
-      resolve({ wallS: Number(m[1]), rssMB: Number(m[2]) / 1024, stdout: out });
-    });
-  });
-}
 
 async function main(): Promise<void> {
   const admin = new pg.Client({ connectionString: ADMIN_URL });

@@ -10,7 +10,6 @@
  *
  * Needs PostgreSQL (BENCH_PG_URL) and Redis (BENCH_REDIS_URL); everything made is removed.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -21,33 +20,11 @@ import { createPool } from '../core/db.js';
 import { migrate } from '../core/migrate.js';
 import { generate } from '../loads/sample.js';
 import { startTestBucket } from '../test/support/s3.js';
-import { adminQuery, dbUrl, REDIS_URL, ROOT, startServer } from './support.js';
+import { adminQuery, dbUrl, REDIS_URL, ROOT, startServer, timed } from './support.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const KEY = `bench-${randomBytes(8).toString('hex')}`;
 
-interface Measured {
-  wallS: number;
-  rssMB: number;
-  stdout: string;
-}
-
-/** A command under /usr/bin/time: wall seconds and peak RSS. */
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'TIME %e %M', cmd, ...args], { env, cwd: ROOT });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      const m = /TIME ([\d.]+) (\d+)/.exec(err);
-      if (code !== 0 || !m) return reject(new Error(`${cmd} ${args.join(' ')} failed (${code}):\n${err}`));
-      resolve({ wallS: Number(m[1]), rssMB: Number(m[2]) / 1024, stdout: out });
-    });
-  });
-}
 
 interface Row {
   what: string;

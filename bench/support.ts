@@ -100,3 +100,27 @@ export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 export { rng } from '../loads/sample.js';
 
 export { path };
+
+/** A command's wall seconds and peak RSS, from /usr/bin/time, and what it printed. */
+export interface Measured {
+  wallS: number;
+  rssMB: number;
+  stdout: string;
+}
+
+/** Runs a command under /usr/bin/time in the repository: elapsed seconds and peak RSS of the process. */
+export function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'TIME %e %M', cmd, ...args], { env, cwd: ROOT });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const m = /TIME ([\d.]+) (\d+)/.exec(err);
+      if (code !== 0 || !m) return reject(new Error(`${cmd} ${args.join(' ')} failed (${code}):\n${err}`));
+      resolve({ wallS: Number(m[1]), rssMB: Number(m[2]) / 1024, stdout: out });
+    });
+  });
+}

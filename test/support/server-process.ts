@@ -26,11 +26,7 @@ export async function startServerProcess(t: TestServices, env: Record<string, st
   const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts', ...args], {
     cwd: ROOT,
     env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: t.config.DATABASE_URL,
-      REDIS_URL: t.config.REDIS_URL,
-      DATA_DIR: t.config.DATA_DIR,
-      QUEUE_PREFIX: t.config.QUEUE_PREFIX,
+      ...suiteEnv(t),
       PORT: '0',
       HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
@@ -113,14 +109,21 @@ export function startWorkerProcess(t: TestServices, settings: Record<string, str
   return spawn(process.execPath, ['--import', 'tsx', 'main.ts', '--worker'], {
     cwd: ROOT,
     env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: t.config.DATABASE_URL,
-      REDIS_URL: t.config.REDIS_URL,
-      DATA_DIR: t.config.DATA_DIR,
-      QUEUE_PREFIX: t.config.QUEUE_PREFIX,
+      ...suiteEnv(t),
       LOG_LEVEL: 'warn',
       ...settings,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
+}
+
+/** What a process of the service needs to share the suite's database, queue prefix and data folder (and nothing else of this environment). */
+function suiteEnv(t: TestServices): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    DATABASE_URL: t.config.DATABASE_URL,
+    REDIS_URL: t.config.REDIS_URL,
+    DATA_DIR: t.config.DATA_DIR,
+    QUEUE_PREFIX: t.config.QUEUE_PREFIX,
+  };
 }
