@@ -293,8 +293,15 @@ describe('heavy work is bounded', () => {
       expect({ route, status: chunked.status }).toEqual({ route, status: 413 });
       expect(pulled).toBeLessThan(256 * 1024);
     }
-    // A small body still passes the cap (and is judged by the route).
-    expect((await postJson(app, '/uploads', { table: 'jobs', bytes: 10 })).status).toBe(201);
+    // A small body still passes the cap (and is judged by the route); an upload's PUT streams its
+    // file under LOAD_MAX_BYTES whatever type the client gave it.
+    const file = Buffer.from(Array.from({ length: 8000 }, (_, i) => `${i + 1},Job ${i + 1}\n`).join(''));
+    expect(file.length).toBeGreaterThan(64 * 1024);
+    const made = await postJson(app, '/uploads', { table: 'jobs', bytes: file.length });
+    expect(made.status).toBe(201);
+    const { url } = (await made.json()) as { url: string };
+    const put = await app.request(url, { method: 'PUT', body: file, headers: { 'content-type': 'application/json', 'content-length': String(file.length) } });
+    expect(put.status, await put.clone().text()).toBe(200);
   }, 90_000);
 
   test('backups and restores queue up to BACKUP_QUEUE_MAX, then 429', async () => {
